@@ -1,0 +1,294 @@
+"""Reading EMO checkpoints and converting the official layout to this project's.
+
+Accepted inputs, in any combination:
+
+* the official release layout (``stage0.0.convs.0.0.weight``, ``stage3.1.qk.conv.weight``, ...), as in
+  ``resources/EMO_*/net.pth`` of github.com/zhangzjn/EMO;
+* this project's layout (``stem.conv.weight``, ``stages.2.blocks.1.attn.qk.weight``, ...), from a
+  ``.pth``/``.pt`` file or a ``.safetensors`` file;
+* training wrappers: ``{'net': ..., 'net_E': ...}`` (the official trainer; ``net_E`` is the EMA copy and is
+  preferred), and timm's ``state_dict_ema`` / ``model_ema`` / ``state_dict`` / ``model``;
+* a ``module.`` prefix (DataParallel / DistributedDataParallel).
+
+Files are read with ``torch.load(weights_only=True)``: a checkpoint can never run code.
+"""
+
+import logging
+import os
+import pickle
+import re
+import zipfile
+from typing import Dict, List, Mapping, Optional, Tuple
+
+import torch
+
+from .variants import variant_for_arch
+
+__all__ = [
+    'CheckpointError',
+    'read_checkpoint',
+    'unwrap',
+    'is_official_layout',
+    'to_timm_layout',
+    'to_official_layout',
+    'arch_of',
+    'check_matches_model',
+    'load_into',
+]
+
+_logger = logging.getLogger(__name__)
+
+# wrapper keys, in order of preference: EMA weights first
+_WRAPPER_KEYS = ('net_E', 'state_dict_ema', 'model_ema', 'net', 'state_dict', 'model')
+
+# official -> ours, for the part of a key below a block ('stage3.1.' / 'stages.2.blocks.1.'); the input
+# norm is handled apart since the official LayerNorm2d wraps nn.LayerNorm one level deeper ('norm.norm.')
+_BLOCK_PARTS = (
+    ('qk.conv.', 'attn.qk.'),
+    ('v.conv.', 'v.'),
+    ('conv_local.conv.', 'conv_local.conv.'),
+    ('conv_local.norm.', 'conv_local.bn.'),
+    ('se.conv_reduce.', 'se.fc1.'),
+    ('se.conv_expand.', 'se.fc2.'),
+    ('proj.conv.', 'proj.'),
+)
+_OFFICIAL_BLOCK = re.compile(r'^stage([1-4])\.(\d+)\.(.*)$')
+_TIMM_BLOCK = re.compile(r'^stages\.([0-3])\.blocks\.(\d+)\.(.*)$')
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be loaded into the model asked for; the message says why and what to do."""
+
+
+def read_checkpoint(path: str) -> dict:
+    """Read a checkpoint file (``.pth``/``.pt`` or ``.safetensors``) safely, with a clear error for a missing,
+    truncated, foreign or unsafe file. Returns what the file holds (a state dict or a wrapper of one)."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f'checkpoint file {path!r} does not exist')
+    if os.path.isdir(path):
+        raise CheckpointError(
+            f'{path!r} is a folder, not a checkpoint file; for a converted hub folder use '
+            f"timm.create_model('local-dir:{path}', pretrained=True)"
+        )
+    size = os.path.getsize(path)
+    if size == 0:
+        raise CheckpointError(f'checkpoint file {path!r} is empty; download or save it again')
+    with open(path, 'rb') as f:
+        head = f.read(16)
+
+    if path.endswith('.safetensors') or _looks_like_safetensors(head, size):
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(path, device='cpu')
+        except (SafetensorError, OSError, ValueError) as e:
+            raise CheckpointError(
+                f'{path!r} is not a readable safetensors file ({e}); it may be truncated: download or save it again'
+            ) from e
+
+    if head.startswith(b'PK'):
+        if not zipfile.is_zipfile(path):
+            raise CheckpointError(
+                f'checkpoint file {path!r} ({size} bytes) is truncated or corrupt: its zip directory is missing; '
+                'download or save it again'
+            )
+    elif not head.startswith(b'\x80'):
+        raise CheckpointError(
+            f'{path!r} is not a checkpoint: it is neither a PyTorch file (torch.save) nor a safetensors file'
+        )
+    try:
+        return torch.load(path, map_location='cpu', weights_only=True)
+    except pickle.UnpicklingError as e:
+        if 'weights_only' in str(e) or 'Weights only' in str(e):
+            raise CheckpointError(
+                f'{path!r} holds Python objects besides tensors, and unpickling them could run code, so it is '
+                'refused. If you trust the file, re-save only its weights: '
+                "torch.save(torch.load(path, weights_only=False)['net'], 'weights.pth')"
+            ) from e
+        raise CheckpointError(f'{path!r} is not a valid PyTorch checkpoint ({e}); download or save it again') from e
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
+        raise CheckpointError(
+            f'checkpoint file {path!r} is truncated or corrupt ({e}); download or save it again'
+        ) from e
+
+
+def _looks_like_safetensors(head: bytes, size: int) -> bool:
+    # 8-byte little-endian header length, then a JSON object
+    if len(head) < 9 or head[8:9] != b'{':
+        return False
+    return int.from_bytes(head[:8], 'little') < size
+
+
+def unwrap(checkpoint: Mapping) -> Dict[str, torch.Tensor]:
+    """The state dict inside a checkpoint: picks the EMA copy of a wrapper and strips ``module.``."""
+    if not isinstance(checkpoint, Mapping):
+        raise CheckpointError(f'a checkpoint must be a dict of tensors, got {type(checkpoint).__name__}')
+    present = [k for k in _WRAPPER_KEYS if isinstance(checkpoint.get(k), Mapping)]
+    if present:
+        chosen = present[0]
+        _logger.info(
+            'checkpoint holds %s: using %r%s',
+            present,
+            chosen,
+            ' (the EMA weights)' if chosen in ('net_E', 'state_dict_ema', 'model_ema') else '',
+        )
+        checkpoint = checkpoint[chosen]
+    state_dict = {}
+    for key, value in checkpoint.items():
+        if not isinstance(value, torch.Tensor):
+            raise CheckpointError(
+                f'checkpoint entry {key!r} is a {type(value).__name__}, not a tensor: this is not a state dict '
+                f'(top-level keys: {sorted(checkpoint)[:8]})'
+            )
+        state_dict[key[len('module.') :] if key.startswith('module.') else key] = value
+    return state_dict
+
+
+def is_official_layout(state_dict: Mapping) -> bool:
+    return any(k.startswith('stage0.') for k in state_dict)
+
+
+def _convert_block_part(part: str, reverse: bool, layer_norm: bool = False) -> Optional[str]:
+    """Rename the part of a key below a block; ``layer_norm`` says the block's input norm is a LayerNorm."""
+    if not reverse and part.startswith('norm.'):
+        return 'norm.' + part[len('norm.norm.' if part.startswith('norm.norm.') else 'norm.') :]
+    if reverse and part.startswith('norm.'):
+        return ('norm.norm.' if layer_norm else 'norm.') + part[len('norm.') :]
+    for official, ours in _BLOCK_PARTS:
+        src, dst = (ours, official) if reverse else (official, ours)
+        if part.startswith(src):
+            return dst + part[len(src) :]
+    return None
+
+
+def to_timm_layout(state_dict: Mapping) -> Dict[str, torch.Tensor]:
+    """Rename official keys to this project's layout; a state dict already in it is returned unchanged."""
+    if not is_official_layout(state_dict):
+        return dict(state_dict)
+    out, unknown = {}, []
+    for key, value in state_dict.items():
+        new = None
+        m = _OFFICIAL_BLOCK.match(key)
+        if m:
+            part = _convert_block_part(m.group(3), reverse=False)
+            new = f'stages.{int(m.group(1)) - 1}.blocks.{m.group(2)}.{part}' if part else None
+        elif key.startswith('stage0.0.convs.0.0.'):
+            new = 'stem.conv.' + key[len('stage0.0.convs.0.0.') :]
+        elif key.startswith('stage0.0.convs.0.1.'):
+            new = 'stem.bn.' + key[len('stage0.0.convs.0.1.') :]
+        elif key.startswith('stage0.1.'):
+            part = _convert_block_part(key[len('stage0.1.') :], reverse=False)
+            new = 'stem.block.' + part if part else None
+        elif key.startswith('norm.norm.'):
+            new = 'norm.' + key[len('norm.norm.') :]
+        elif key.startswith('head.'):
+            new = key
+        if new is None:
+            unknown.append(key)
+        else:
+            out[new] = value
+    if unknown:
+        raise CheckpointError(
+            f'{len(unknown)} keys of this official-layout checkpoint are not part of EMO: {unknown[:5]}; '
+            'is it an EMO checkpoint from github.com/zhangzjn/EMO?'
+        )
+    return out
+
+
+def to_official_layout(state_dict: Mapping) -> Dict[str, torch.Tensor]:
+    """Rename this project's keys to the official layout (the inverse of :func:`to_timm_layout`)."""
+    out = {}
+    for key, value in state_dict.items():
+        m = _TIMM_BLOCK.match(key)
+        if m:
+            stage, block, part = int(m.group(1)), m.group(2), m.group(3)
+            # a LayerNorm has no running stats: stages 3-4 use one, stages 1-2 a BatchNorm
+            layer_norm = f'stages.{stage}.blocks.{block}.norm.running_mean' not in state_dict
+            new = f'stage{stage + 1}.{block}.{_convert_block_part(part, reverse=True, layer_norm=layer_norm)}'
+        elif key.startswith('stem.conv.'):
+            new = 'stage0.0.convs.0.0.' + key[len('stem.conv.') :]
+        elif key.startswith('stem.bn.'):
+            new = 'stage0.0.convs.0.1.' + key[len('stem.bn.') :]
+        elif key.startswith('stem.block.'):
+            new = 'stage0.1.' + _convert_block_part(key[len('stem.block.') :], reverse=True)
+        elif key.startswith('norm.'):
+            new = 'norm.norm.' + key[len('norm.') :]
+        else:
+            new = key
+        out[new] = value
+    return out
+
+
+def arch_of(state_dict: Mapping) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
+    """Stage depths and widths of a state dict in this project's layout."""
+    blocks: Dict[int, Dict[int, int]] = {}
+    for key, value in state_dict.items():
+        m = _TIMM_BLOCK.match(key)
+        if m and m.group(3) == 'proj.weight':
+            blocks.setdefault(int(m.group(1)), {})[int(m.group(2))] = value.shape[0]
+    stages = [blocks[s] for s in sorted(blocks)]
+    return tuple(len(s) for s in stages), tuple(s[max(s)] for s in stages)
+
+
+def _describe(depths: Tuple[int, ...], widths: Tuple[int, ...]) -> str:
+    variant = variant_for_arch(depths, widths)
+    arch = f'stage widths {",".join(map(str, widths))}, depths {",".join(map(str, depths))}'
+    return f'{variant.title} ({arch})' if variant else f'an EMO with {arch}, not a released variant'
+
+
+def check_matches_model(state_dict: Mapping, model: torch.nn.Module) -> None:
+    """Raise one clear :class:`CheckpointError` if ``state_dict`` (this project's layout) cannot fill ``model``.
+
+    The classifier and the first conv are left to timm, which adapts them to ``num_classes`` / ``in_chans``.
+    """
+    expected = model.state_dict()
+    got_arch, want_arch = arch_of(state_dict), arch_of(expected)
+    if not got_arch[0]:
+        raise CheckpointError(
+            f'this is not an EMO checkpoint: none of its {len(state_dict)} keys is an EMO block '
+            f'(first keys: {list(state_dict)[:4]})'
+        )
+    if got_arch != want_arch:
+        name = getattr(model, 'pretrained_cfg', {}).get('architecture', type(model).__name__)
+        variant = variant_for_arch(*got_arch)
+        hint = f"build '{variant.name}' for it" if variant else 'build an EMO with the same widths and depths'
+        raise CheckpointError(
+            f'this checkpoint is {_describe(*got_arch)}; you built {name}, {_describe(*want_arch)}: {hint}, '
+            'or load weights made for your model'
+        )
+    adapted = ('stem.conv.weight', 'head.weight', 'head.bias')  # timm adapts these to in_chans / num_classes
+    missing = [k for k in expected if k not in state_dict and not k.startswith('head.')]
+    unexpected = [k for k in state_dict if k not in expected and not k.startswith('head.')]
+    if missing or unexpected:
+        raise CheckpointError(
+            f'checkpoint does not fit the model: {len(missing)} weights missing (e.g. {missing[:3]}), '
+            f'{len(unexpected)} unexpected (e.g. {unexpected[:3]}); the file may be incomplete or edited'
+        )
+    for key, value in state_dict.items():
+        if key in expected and key not in adapted and tuple(value.shape) != tuple(expected[key].shape):
+            raise CheckpointError(
+                f'{key} has shape {tuple(value.shape)} in the checkpoint and {tuple(expected[key].shape)} in the '
+                'model; the checkpoint is not from this EMO variant'
+            )
+
+
+def load_into(model: torch.nn.Module, checkpoint: Mapping, strict: bool = True) -> List[str]:
+    """Load any accepted checkpoint (see module doc) into ``model`` (not wrapped by timm's features_only).
+
+    A classifier of another size than the model's is an error; returns the missing keys when not strict.
+    """
+    state_dict = to_timm_layout(unwrap(checkpoint))
+    check_matches_model(state_dict, model)
+    expected = model.state_dict()
+    for key in ('head.weight', 'head.bias', 'stem.conv.weight'):
+        if key in state_dict and key in expected and state_dict[key].shape != expected[key].shape:
+            raise CheckpointError(
+                f'{key} has shape {tuple(state_dict[key].shape)} in the checkpoint and '
+                f'{tuple(expected[key].shape)} in the model: build the model with num_classes='
+                f'{state_dict["head.weight"].shape[0] if "head.weight" in state_dict else 0} and in_chans='
+                f'{state_dict["stem.conv.weight"].shape[1]} to match the checkpoint'
+            )
+    result = model.load_state_dict(state_dict, strict=strict)
+    return list(result.missing_keys)

@@ -1,0 +1,431 @@
+"""EMO: Rethinking Mobile Block for Efficient Attention-based Models (ICCV 2023).
+
+Paper: https://arxiv.org/abs/2301.01146 (Zhang et al.). Official code and weights:
+https://github.com/zhangzjn/EMO. This is a from-scratch, timm-native implementation whose arithmetic
+matches the released weights: ``import emo`` registers ``emo_1m``, ``emo_2m``, ``emo_5m`` and ``emo_6m``
+(and their ``.in1k`` pretrained tags) with timm.
+
+Layout: stem (3x3 conv + BN, then a stem iRMB with squeeze-excite) at stride 2, four ``stages.N`` at
+strides 4/8/16/32 whose first block downsamples, a LayerNorm over channels, average pooling and a linear
+classifier. Official checkpoints are converted on load by :func:`checkpoint_filter_fn`.
+"""
+
+from typing import Dict, List, Optional, Tuple, Type, Union
+from urllib.error import URLError
+
+import torch
+import torch.nn as nn
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from timm.layers import LayerNorm2d, get_device_dtype, register_notrace_function, trunc_normal_
+from timm.models import build_model_with_cfg, generate_default_cfgs, register_model, resolve_pretrained_cfg
+from timm.models._features import feature_take_indices
+from timm.models._manipulate import checkpoint_seq
+
+from . import checkpoint as ckpt
+from .irmb import IRMB
+from .variants import VARIANTS, official_url
+
+__all__ = ['EMO', 'WeightsUnavailableError', 'checkpoint_filter_fn']
+
+MIN_INPUT_SIZE = 32  # one stage-4 pixel at stride 32
+GLOBAL_POOL_TYPES = ('', 'avg', 'max', 'avgmax')
+_ACT_LAYERS: Dict[str, Type[nn.Module]] = {'silu': nn.SiLU, 'gelu': nn.GELU}
+
+
+@register_notrace_function
+def check_input(x: torch.Tensor, in_chans: int, min_size: int = 32) -> None:
+    """Reject inputs EMO cannot take with one message that says what to do instead."""
+    if x.dim() != 4:
+        raise ValueError(
+            f'EMO takes a 4-D batch of images (N, C, H, W), got a {x.dim()}-D tensor of shape {x.shape}; '
+            'for a single image use x.unsqueeze(0)'
+        )
+    if x.shape[1] != in_chans:
+        raise ValueError(
+            f'this EMO was built for {in_chans}-channel images, got {x.shape[1]} channels (shape {x.shape}); '
+            f'convert the images to {in_chans} channels or build the model with in_chans={x.shape[1]}'
+        )
+    if x.shape[2] < min_size or x.shape[3] < min_size:
+        raise ValueError(
+            f'image {x.shape[2]}x{x.shape[3]} is too small: EMO downsamples by 32 and needs at least '
+            f'{min_size}x{min_size} pixels; resize or pad the images'
+        )
+
+
+class Stem(nn.Module):
+    """Stride-2 3x3 conv (with bias) + BN, then an iRMB with squeeze-excite and no norm, expansion or shortcut."""
+
+    def __init__(self, in_chans: int, out_chs: int = 24, device=None, dtype=None):
+        super().__init__()
+        dd = {'device': device, 'dtype': dtype}
+        self.in_chans = in_chans
+        self.min_input_size = MIN_INPUT_SIZE
+        self.conv = nn.Conv2d(in_chans, out_chs, kernel_size=3, stride=2, padding=1, bias=True, **dd)
+        self.bn = nn.BatchNorm2d(out_chs, eps=1e-6, **dd)
+        self.block = IRMB(
+            out_chs, out_chs, exp_ratio=1.0, kernel_size=3, norm_layer=None, se_ratio=1.0, skip=False, **dd
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(x, self.in_chans, self.min_input_size)
+        return self.block(self.bn(self.conv(x)))
+
+
+class EmoStage(nn.Module):
+    """A stride-2 iRMB (expansion ``2 * exp_ratio`` of the incoming width, no attention) then ``depth - 1``
+    width-keeping iRMBs with shortcuts (and attention when ``dim_head`` is set)."""
+
+    def __init__(
+        self,
+        in_chs: int,
+        out_chs: int,
+        depth: int,
+        exp_ratio: float,
+        kernel_size: int,
+        norm_layer: str,
+        act_layer: Type[nn.Module],
+        dim_head: Optional[int],
+        window_size: int = 7,
+        qk_bias: bool = True,
+        drop_path_rates: Optional[List[float]] = None,
+        device=None,
+        dtype=None,
+    ):
+        super().__init__()
+        dd = {'device': device, 'dtype': dtype}
+        drop_path_rates = drop_path_rates or [0.0] * depth
+        self.grad_checkpointing = False
+        common = dict(
+            kernel_size=kernel_size,
+            norm_layer=norm_layer,
+            act_layer=act_layer,
+            window_size=window_size,
+            qk_bias=qk_bias,
+            **dd,
+        )
+        blocks = [
+            IRMB(
+                in_chs,
+                out_chs,
+                exp_ratio=exp_ratio * 2,
+                stride=2,
+                dim_head=None,
+                drop_path=drop_path_rates[0],
+                **common,
+            )
+        ]
+        for i in range(1, depth):
+            blocks.append(
+                IRMB(out_chs, out_chs, exp_ratio=exp_ratio, dim_head=dim_head, drop_path=drop_path_rates[i], **common)
+            )
+        self.blocks = nn.Sequential(*blocks)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.grad_checkpointing and not torch.jit.is_scripting():
+            return checkpoint_seq(self.blocks, x)
+        return self.blocks(x)
+
+
+class EMO(nn.Module):
+    """EMO backbone and classifier.
+
+    Args:
+        depths: blocks per stage.
+        widths: output width of each stage.
+        exp_ratios: iRMB expansion per stage (the downsampling block uses twice this, of its input width).
+        dim_heads: attention head width per stage, ``None`` for a stage without attention.
+        kernel_sizes: depthwise kernel per stage.
+        norm_layers: 'bn' or 'ln' per stage (input norm of each block).
+        act_layers: 'silu' or 'gelu' per stage (after the 1x1 expansion).
+        stem_chs: stem width.
+        window_size: attention window side.
+        qk_bias: bias of the query/key conv.
+        in_chans: image channels.
+        num_classes: classifier outputs, 0 for none.
+        global_pool: 'avg', 'max', 'avgmax', or '' for none (the classifier then runs at every position).
+        drop_rate: dropout before the classifier.
+        drop_path_rate: stochastic depth, linear from 0 over all stage blocks.
+    """
+
+    def __init__(
+        self,
+        depths: Tuple[int, ...] = (3, 3, 9, 3),
+        widths: Tuple[int, ...] = (32, 48, 120, 200),
+        exp_ratios: Tuple[float, ...] = (2, 2.5, 3, 3.5),
+        dim_heads: Tuple[Optional[int], ...] = (None, None, 20, 20),
+        kernel_sizes: Tuple[int, ...] = (3, 3, 5, 5),
+        norm_layers: Tuple[str, ...] = ('bn', 'bn', 'ln', 'ln'),
+        act_layers: Tuple[str, ...] = ('silu', 'silu', 'gelu', 'gelu'),
+        stem_chs: int = 24,
+        window_size: int = 7,
+        qk_bias: bool = True,
+        in_chans: int = 3,
+        num_classes: int = 1000,
+        global_pool: str = 'avg',
+        drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+        device=None,
+        dtype=None,
+    ):
+        super().__init__()
+        dd = {'device': device, 'dtype': dtype}
+        _check_head_args(num_classes, global_pool)
+        self.num_classes = num_classes
+        self.in_chans = in_chans
+        self.global_pool = global_pool
+        self.drop_rate = drop_rate
+
+        self.stem = Stem(in_chans, stem_chs, **dd)
+        num_blocks = sum(depths)
+        dpr = [drop_path_rate * i / max(num_blocks - 1, 1) for i in range(num_blocks)]  # python: works on 'meta'
+        stages = []
+        self.feature_info = []
+        in_chs, stride, block_idx = stem_chs, 2, 0
+        for i, depth in enumerate(depths):
+            stages.append(
+                EmoStage(
+                    in_chs,
+                    widths[i],
+                    depth,
+                    exp_ratio=exp_ratios[i],
+                    kernel_size=kernel_sizes[i],
+                    norm_layer=norm_layers[i],
+                    act_layer=_ACT_LAYERS[act_layers[i]],
+                    dim_head=dim_heads[i],
+                    window_size=window_size,
+                    qk_bias=qk_bias,
+                    drop_path_rates=dpr[block_idx : block_idx + depth],
+                    **dd,
+                )
+            )
+            stride *= 2
+            self.feature_info.append(dict(num_chs=widths[i], reduction=stride, module=f'stages.{i}'))
+            in_chs, block_idx = widths[i], block_idx + depth
+        self.stages = nn.Sequential(*stages)
+
+        self.num_features = self.head_hidden_size = widths[-1]
+        self.norm = LayerNorm2d(self.num_features, eps=1e-6, **dd)
+        self.head_drop = nn.Dropout(drop_rate)
+        self.head = nn.Linear(self.num_features, num_classes, **dd) if num_classes > 0 else nn.Identity()
+        self.apply(_init_weights)
+
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> dict:
+        return dict(
+            stem=r'^stem',
+            blocks=r'^stages\.(\d+)' if coarse else [(r'^stages\.(\d+)\.blocks\.(\d+)', None), (r'^norm', (99999,))],
+        )
+
+    @torch.jit.ignore
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        for stage in self.stages:
+            stage.grad_checkpointing = enable
+
+    @torch.jit.ignore
+    def no_weight_decay(self) -> set:
+        return set()
+
+    @torch.jit.ignore
+    def get_classifier(self) -> nn.Module:
+        return self.head
+
+    def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None, device=None, dtype=None):
+        dd = get_device_dtype(self, device=device, dtype=dtype)
+        global_pool = self.global_pool if global_pool is None else global_pool
+        _check_head_args(num_classes, global_pool)
+        self.num_classes = num_classes
+        self.global_pool = global_pool
+        self.head = nn.Linear(self.num_features, num_classes, **dd) if num_classes > 0 else nn.Identity()
+        _init_weights(self.head)
+        self.head.train(self.training)
+
+    def forward_intermediates(
+        self,
+        x: torch.Tensor,
+        indices: Optional[Union[int, List[int]]] = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = 'NCHW',
+        intermediates_only: bool = False,
+    ) -> Union[List[torch.Tensor], Tuple[torch.Tensor, List[torch.Tensor]]]:
+        """Forward that also returns stage outputs (strides 4/8/16/32, before the final norm).
+
+        Args:
+            x: input images.
+            indices: the last n stages if an int, all if None, else the stage indices to return.
+            norm: apply the final norm to the last stage's output when it is returned.
+            stop_early: stop after the last stage asked for.
+            output_fmt: only 'NCHW'.
+            intermediates_only: return only the stage outputs.
+        """
+        if output_fmt != 'NCHW':
+            raise ValueError(f"EMO returns intermediates as 'NCHW' only, got output_fmt={output_fmt!r}")
+        intermediates = []
+        take_indices, max_index = feature_take_indices(len(self.stages), indices)
+        last_idx = len(self.stages) - 1
+
+        x = self.stem(x)
+        if torch.jit.is_scripting() or not stop_early:  # TorchScript cannot slice a Sequential
+            stages = self.stages
+        else:
+            stages = self.stages[: max_index + 1]
+        feat_idx = 0
+        for feat_idx, stage in enumerate(stages):
+            x = stage(x)
+            if feat_idx in take_indices:
+                intermediates.append(self.norm(x) if norm and feat_idx == last_idx else x)
+
+        if intermediates_only:
+            return intermediates
+        if feat_idx == last_idx:
+            x = self.norm(x)
+        return x, intermediates
+
+    def prune_intermediate_layers(
+        self,
+        indices: Union[int, List[int]] = 1,
+        prune_norm: bool = False,
+        prune_head: bool = True,
+    ) -> List[int]:
+        """Drop the stages (and norm/head) that the given intermediates do not need; returns their indices."""
+        take_indices, max_index = feature_take_indices(len(self.stages), indices)
+        prune_end = max_index < len(self.stages) - 1
+        self.stages = self.stages[: max_index + 1]
+        if prune_norm or prune_end:
+            # the final norm is sized for the last stage: it cannot follow an earlier one
+            self.norm = nn.Identity()
+        if prune_end:
+            self.num_features = self.head_hidden_size = self.feature_info[max_index]['num_chs']
+        if prune_head or prune_end:
+            self.reset_classifier(0, '')
+        return take_indices
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        x = self.stages(x)
+        return self.norm(x)
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        if self.global_pool == 'avg':
+            x = x.mean((2, 3))
+        elif self.global_pool == 'max':
+            x = x.amax((2, 3))
+        elif self.global_pool == 'avgmax':
+            x = 0.5 * (x.mean((2, 3)) + x.amax((2, 3)))
+        x = self.head_drop(x)
+        if pre_logits:
+            return x
+        if not self.global_pool:  # no pooling: classify every position, (N, num_classes, H, W)
+            return self.head(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        return self.head(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+class WeightsUnavailableError(RuntimeError):
+    """``pretrained=True`` could not get the weights (no network, no cached copy)."""
+
+
+def _check_head_args(num_classes: int, global_pool: str) -> None:
+    if global_pool not in GLOBAL_POOL_TYPES:
+        raise ValueError(f'global_pool must be one of {GLOBAL_POOL_TYPES}, got {global_pool!r}')
+    if num_classes < 0:
+        raise ValueError(f'num_classes must be >= 0, got {num_classes}')
+
+
+def _init_weights(module: nn.Module) -> None:
+    # the official init: classifier trunc_normal(0.02) with zero bias; convs and norms keep PyTorch's defaults
+    if isinstance(module, nn.Linear):
+        trunc_normal_(module.weight, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+
+def checkpoint_filter_fn(state_dict: dict, model: nn.Module) -> Dict[str, torch.Tensor]:
+    """Turn any accepted checkpoint into this model's layout, or fail with one clear message.
+
+    Accepts the official release layout (``stage0.0.convs...``), this project's layout, ``{'net', 'net_E'}``
+    wrappers (the EMA copy ``net_E`` is preferred) and a ``module.`` prefix; see :mod:`emo.checkpoint`.
+    """
+    state_dict = ckpt.to_timm_layout(ckpt.unwrap(state_dict))
+    ckpt.check_matches_model(state_dict, model)
+    return state_dict
+
+
+def _cfg(url: str = '', **kwargs) -> dict:
+    return {
+        'url': url,
+        'num_classes': 1000,
+        'input_size': (3, 224, 224),
+        'pool_size': (7, 7),
+        'crop_pct': 0.875,
+        'interpolation': 'bicubic',
+        'mean': IMAGENET_DEFAULT_MEAN,
+        'std': IMAGENET_DEFAULT_STD,
+        'first_conv': 'stem.conv',
+        'classifier': 'head',
+        'paper_ids': 'arXiv:2301.01146',
+        'paper_name': 'Rethinking Mobile Block for Efficient Attention-based Models',
+        'origin_url': 'https://github.com/zhangzjn/EMO',
+        'license': 'unknown (the official repository has no license file)',
+        **kwargs,
+    }
+
+
+default_cfgs = generate_default_cfgs({f'{name}.in1k': _cfg(url=official_url(name)) for name in VARIANTS})
+
+
+def _create_emo(variant: str, pretrained: bool = False, **kwargs) -> EMO:
+    if pretrained:
+        cfg = resolve_pretrained_cfg(
+            variant,
+            pretrained_cfg=kwargs.get('pretrained_cfg'),
+            pretrained_cfg_overlay=kwargs.get('pretrained_cfg_overlay'),
+        )
+        if cfg.file and not cfg.state_dict and cfg.source != 'hf-hub':
+            ckpt.read_checkpoint(cfg.file)  # fail early and clearly on a missing, truncated or unsafe file
+    out_indices = kwargs.pop('out_indices', (0, 1, 2, 3))
+    try:
+        return build_model_with_cfg(
+            EMO,
+            variant,
+            pretrained,
+            pretrained_filter_fn=checkpoint_filter_fn,
+            feature_cfg=dict(flatten_sequential=True, out_indices=out_indices),
+            **kwargs,
+        )
+    except URLError as e:
+        raise WeightsUnavailableError(
+            f'could not download the {variant} weights ({e.reason}). Offline? Fetch net.pth from '
+            f"{official_url(variant)} elsewhere, then load it with timm.create_model('{variant}', pretrained=True, "
+            f"pretrained_cfg_overlay=dict(file='net.pth')), or 'emo predict --weights net.pth'"
+        ) from e
+
+
+def _variant_args(name: str, kwargs: dict) -> dict:
+    return dict(VARIANTS[name].model_args(), **kwargs)
+
+
+@register_model
+def emo_1m(pretrained: bool = False, **kwargs) -> EMO:
+    """EMO-1M: 1.36M params, 0.26 GFLOPs, 71.5% ImageNet-1k top-1 (official weights)."""
+    return _create_emo('emo_1m', pretrained, **_variant_args('emo_1m', kwargs))
+
+
+@register_model
+def emo_2m(pretrained: bool = False, **kwargs) -> EMO:
+    """EMO-2M: 2.38M params, 0.44 GFLOPs, 75.1% ImageNet-1k top-1 (official weights)."""
+    return _create_emo('emo_2m', pretrained, **_variant_args('emo_2m', kwargs))
+
+
+@register_model
+def emo_5m(pretrained: bool = False, **kwargs) -> EMO:
+    """EMO-5M: 5.11M params, 0.90 GFLOPs, 78.4% ImageNet-1k top-1 (official weights)."""
+    return _create_emo('emo_5m', pretrained, **_variant_args('emo_5m', kwargs))
+
+
+@register_model
+def emo_6m(pretrained: bool = False, **kwargs) -> EMO:
+    """EMO-6M: 6.17M params, 0.96 GFLOPs, 79.0% ImageNet-1k top-1 (official weights)."""
+    return _create_emo('emo_6m', pretrained, **_variant_args('emo_6m', kwargs))

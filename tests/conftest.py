@@ -1,0 +1,22 @@
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from reference import VARIANT_NAMES, official_state_dict  # noqa: E402
+
+import emo  # noqa: E402,F401  (registers the models)
+
+
+@pytest.fixture(scope='session')
+def official_files(tmp_path_factory):
+    """Official-layout 'net.pth' files regenerated from the portable reference rule, one per variant."""
+    folder = tmp_path_factory.mktemp('official')
+    files = {}
+    for name in VARIANT_NAMES:
+        files[name] = folder / f'{name}_net.pth'
+        torch.save(official_state_dict(name), files[name])
+    return files

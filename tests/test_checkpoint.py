@@ -1,0 +1,164 @@
+"""Loading checkpoints: every accepted layout and wrapper, and one clear error for each bad file."""
+
+import logging
+
+import pytest
+import timm
+import torch
+from reference import official_state_dict
+from safetensors.torch import save_file
+
+import emo
+from emo.checkpoint import (
+    CheckpointError,
+    arch_of,
+    load_into,
+    read_checkpoint,
+    to_official_layout,
+    to_timm_layout,
+    unwrap,
+)
+
+X = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+
+
+def _logits(model):
+    with torch.no_grad():
+        return model.eval()(X)
+
+
+def _from_file(path, variant='emo_1m', **kwargs):
+    return timm.create_model(variant, pretrained=True, pretrained_cfg_overlay=dict(file=str(path)), **kwargs)
+
+
+@pytest.fixture(scope='module')
+def official_1m():
+    return official_state_dict('emo_1m')
+
+
+@pytest.fixture(scope='module')
+def reference_logits(official_1m):
+    model = timm.create_model('emo_1m')
+    model.load_state_dict(to_timm_layout(official_1m))
+    return _logits(model)
+
+
+def test_layout_round_trip(official_1m):
+    ours = to_timm_layout(official_1m)
+    assert set(ours) == set(timm.create_model('emo_1m').state_dict())
+    back = to_official_layout(ours)
+    assert list(back) == list(official_1m)
+    assert all(back[k] is official_1m[k] for k in official_1m)
+    assert arch_of(ours) == ((2, 2, 8, 3), (32, 48, 80, 168))
+
+
+def test_ema_copy_is_preferred_and_reported(tmp_path, official_1m, reference_logits, caplog):
+    other = {k: (v * 0.5 if v.is_floating_point() else v) for k, v in official_1m.items()}
+    path = tmp_path / 'ckpt.pth'
+    torch.save({'net': other, 'net_E': official_1m}, path)
+    with caplog.at_level(logging.INFO, logger='emo.checkpoint'):
+        model = _from_file(path)
+    torch.testing.assert_close(_logits(model), reference_logits)
+    assert "using 'net_E' (the EMA weights)" in caplog.text
+    torch.save({'net': official_1m}, path)
+    torch.testing.assert_close(_logits(_from_file(path)), reference_logits)
+
+
+def test_module_prefix_and_own_layout_files(tmp_path, official_1m, reference_logits):
+    prefixed = tmp_path / 'ddp.pth'
+    torch.save({'module.' + k: v for k, v in official_1m.items()}, prefixed)
+    torch.testing.assert_close(_logits(_from_file(prefixed)), reference_logits)
+    ours = to_timm_layout(official_1m)
+    pth, st = tmp_path / 'ours.pth', tmp_path / 'model.safetensors'
+    torch.save({'state_dict': {'module.' + k: v for k, v in ours.items()}}, pth)
+    save_file({k: v.contiguous() for k, v in ours.items()}, st)
+    for path in (pth, st):
+        torch.testing.assert_close(_logits(_from_file(path)), reference_logits)
+
+
+def test_in_chans_num_classes_and_features_with_pretrained(official_files, reference_logits):
+    path = official_files['emo_1m']
+    assert _from_file(path, in_chans=1, num_classes=5).eval()(torch.randn(1, 1, 64, 64)).shape == (1, 5)
+    assert _from_file(path, in_chans=1, num_classes=0).eval()(torch.randn(1, 1, 64, 64)).shape == (1, 168)
+    features = _from_file(path, features_only=True).eval()
+    full = _from_file(path).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(features(X)[-1], full.forward_intermediates(X)[1][-1])
+
+
+def test_load_into_and_state_dict_route(official_1m, reference_logits):
+    model = timm.create_model('emo_1m')
+    load_into(model, {'net_E': official_1m})
+    torch.testing.assert_close(_logits(model), reference_logits)
+    via_cfg = timm.create_model('emo_1m', pretrained=True, pretrained_cfg_overlay=dict(state_dict=official_1m))
+    torch.testing.assert_close(_logits(via_cfg), reference_logits)
+    with pytest.raises(CheckpointError, match='num_classes=1000'):
+        load_into(timm.create_model('emo_1m', num_classes=3), official_1m)
+
+
+def test_wrong_variant_names_both(official_files):
+    with pytest.raises(CheckpointError) as info:
+        _from_file(official_files['emo_2m'], variant='emo_1m')
+    message = str(info.value)
+    assert 'this checkpoint is EMO-2M (stage widths 32,48,120,200' in message
+    assert 'you built emo_1m' in message and "build 'emo_2m'" in message
+    assert 'missing' not in message  # not a wall of missing keys
+    with pytest.raises(CheckpointError, match='EMO-6M .* you built emo_5m'):
+        _from_file(official_files['emo_6m'], variant='emo_5m')
+
+
+def test_incomplete_and_foreign_state_dicts(tmp_path, official_1m):
+    partial = dict(official_1m)
+    del partial['stage3.2.qk.conv.weight']
+    path = tmp_path / 'partial.pth'
+    torch.save(partial, path)
+    with pytest.raises(CheckpointError, match='1 weights missing'):
+        _from_file(path)
+    foreign = tmp_path / 'resnet.pth'
+    torch.save(timm.create_model('resnet10t').state_dict(), foreign)
+    with pytest.raises(CheckpointError, match='not an EMO checkpoint'):
+        _from_file(foreign)
+    with pytest.raises(CheckpointError, match='not a tensor'):
+        unwrap({'epoch': 3, 'lr': 0.1})
+
+
+def test_truncated_empty_and_non_checkpoint_files(tmp_path, official_files):
+    data = official_files['emo_1m'].read_bytes()
+    cases = {
+        'truncated.pth': (data[: len(data) // 2], 'truncated or corrupt'),
+        'empty.pth': (b'', 'empty'),
+        'photo.pth': (b'\xff\xd8\xff\xe0' + bytes(100), 'not a checkpoint'),
+        'notes.txt': (b'hello world\n' * 10, 'not a checkpoint'),
+    }
+    for name, (content, message) in cases.items():
+        path = tmp_path / name
+        path.write_bytes(content)
+        with pytest.raises(CheckpointError, match=message):
+            _from_file(path)
+    st = tmp_path / 'model.safetensors'
+    save_file({'stem.conv.weight': torch.zeros(24, 3, 3, 3)}, st)
+    st.write_bytes(st.read_bytes()[:-100])
+    with pytest.raises(CheckpointError, match='safetensors'):
+        read_checkpoint(st)
+    with pytest.raises(FileNotFoundError, match='does not exist'):
+        _from_file(tmp_path / 'nowhere.pth')
+
+
+class Payload:
+    def __reduce__(self):
+        return (print, ('code ran while loading',))
+
+
+def test_checkpoint_cannot_run_code(tmp_path, capsys):
+    path = tmp_path / 'evil.pth'
+    torch.save({'net': {'x': torch.zeros(1)}, 'extra': Payload()}, path)
+    with pytest.raises(CheckpointError, match='could run code'):
+        _from_file(path)
+    assert 'code ran' not in capsys.readouterr().out
+
+
+def test_variants_table_matches_models():
+    for name, variant in emo.VARIANTS.items():
+        model = timm.create_model(name)
+        assert arch_of(model.state_dict()) == (variant.depths, variant.widths)
+        assert variant.title == 'EMO-' + name[4:].upper()

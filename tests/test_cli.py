@@ -1,0 +1,100 @@
+"""The `emo` command: zoo and predict, run as a user runs them."""
+
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import timm
+import torch
+from PIL import Image
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, ImageNetInfo
+
+import emo
+
+
+def run_emo(*args, env=None, timeout=300):
+    full_env = dict(os.environ, **(env or {}))
+    return subprocess.run(
+        [sys.executable, '-m', 'emo.cli', *args], capture_output=True, text=True, env=full_env, timeout=timeout
+    )
+
+
+def test_zoo_table():
+    result = run_emo('zoo', '--runs', '3', '--warmup', '1')
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if line.startswith('| emo_')]
+    assert len(rows) == 4
+    for line, (name, variant) in zip(rows, emo.VARIANTS.items()):
+        cells = [c.strip() for c in line.strip('|').split('|')]
+        assert cells[0] == name
+        assert float(cells[1]) == pytest.approx(variant.params / 1e6, abs=0.005)
+        assert float(cells[2]) == variant.gflops and float(cells[3]) == pytest.approx(variant.top1, abs=0.05)
+        median, low, high = map(float, re.match(r'([\d.]+) \(([\d.]+)-([\d.]+)\)', cells[5]).groups())
+        assert 0 < low <= median <= high
+    assert 'measuring latency' in result.stderr  # the progress bar
+
+
+def _manual_top5(model, path):
+    """Independent preprocessing: resize the short side to 256 (bicubic), centre-crop 224, normalise."""
+    img = Image.open(path).convert('RGB')
+    w, h = img.size
+    scale = 256 / min(w, h)
+    img = img.resize((round(w * scale), round(h * scale)), Image.BICUBIC)
+    w, h = img.size
+    left, top = round((w - 224) / 2), round((h - 224) / 2)
+    img = img.crop((left, top, left + 224, top + 224))
+    x = torch.from_numpy(np.asarray(img, dtype=np.float32)).permute(2, 0, 1) / 255
+    x = (x - torch.tensor(IMAGENET_DEFAULT_MEAN)[:, None, None]) / torch.tensor(IMAGENET_DEFAULT_STD)[:, None, None]
+    with torch.no_grad():
+        probs = model.eval()(x[None]).softmax(-1)[0]
+    return probs.topk(5)
+
+
+def test_predict_with_weights_file(tmp_path, official_files):
+    g = torch.Generator().manual_seed(1)
+    paths = []
+    for i, size in enumerate([(300, 240), (224, 400)]):
+        pixels = (torch.rand(size[1], size[0], 3, generator=g) * 255).to(torch.uint8).numpy()
+        path = tmp_path / f'img{i}.png'
+        Image.fromarray(pixels).save(path)
+        paths.append(str(path))
+    result = run_emo('predict', *paths, '--model', 'emo_1m', '--weights', str(official_files['emo_1m']))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    model = timm.create_model(
+        'emo_1m', pretrained=True, pretrained_cfg_overlay=dict(file=str(official_files['emo_1m']))
+    )
+    info = ImageNetInfo()
+    for i, path in enumerate(paths):
+        block = lines[i * 6 : (i + 1) * 6]
+        assert block[0] == path
+        printed = [re.match(r'\s+([\d.]+)%\s+(.*)$', line).groups() for line in block[1:]]
+        probs, idx = _manual_top5(model, path)
+        assert [label for _, label in printed] == [info.index_to_description(j) for j in idx.tolist()]
+        for (pct, _), p in zip(printed, probs.tolist()):
+            assert float(pct) == pytest.approx(100 * p, abs=0.02)
+
+
+def test_predict_errors_are_clear(tmp_path, official_files):
+    image = tmp_path / 'x.png'
+    Image.new('RGB', (64, 64)).save(image)
+    # no weights and the origin unreachable (a closed local port): says how to use a local file
+    offline = run_emo(
+        'predict',
+        str(image),
+        '--model',
+        'emo_1m',
+        env={'EMO_ORIGIN_URL': 'http://127.0.0.1:9', 'TORCH_HOME': str(tmp_path / 'torch')},
+    )
+    assert offline.returncode == 1
+    assert 'could not download the emo_1m weights' in offline.stderr and '--weights' in offline.stderr
+    assert 'Traceback' not in offline.stderr
+    wrong = run_emo('predict', str(image), '--model', 'emo_1m', '--weights', str(official_files['emo_2m']))
+    assert wrong.returncode == 1 and 'this checkpoint is EMO-2M' in wrong.stderr
+    not_image = tmp_path / 'notes.png'
+    not_image.write_text('not an image')
+    bad = run_emo('predict', str(not_image), '--model', 'emo_1m', '--weights', str(official_files['emo_1m']))
+    assert bad.returncode == 1 and 'not a readable image' in bad.stderr
