@@ -1,4 +1,4 @@
-"""The ``emo`` command: ``emo zoo`` (variants, measured now) and ``emo predict IMAGE...``."""
+"""The ``emo`` command: zoo, predict, convert and push."""
 
 import argparse
 import sys
@@ -7,7 +7,7 @@ from typing import List, Optional
 import torch
 
 from .checkpoint import CheckpointError
-from .model import WeightsUnavailableError
+from .hub import WeightsUnavailableError
 from .variants import VARIANTS
 
 __all__ = ['main', 'build_parser']
@@ -39,6 +39,24 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from .hub import convert_official
+
+    folder = convert_official(
+        args.src, args.out_dir, variant=args.model, repo_id=args.repo_id, overwrite=args.overwrite
+    )
+    for path in sorted(folder.iterdir()):
+        print(f'{path}  ({path.stat().st_size:,} bytes)')
+    return 0
+
+
+def _cmd_push(args: argparse.Namespace) -> int:
+    from .hub import push_folder
+
+    print(push_folder(args.folder, args.repo_id, token=args.token, private=args.private))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog='emo', description='EMO backbones (ICCV 2023) for timm.')
     sub = parser.add_subparsers(dest='command', required=True)
@@ -61,6 +79,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.add_argument('--top-k', type=int, default=5)
     predict.set_defaults(func=_cmd_predict)
+
+    convert = sub.add_parser('convert', help='turn an official net.pth into a Hugging Face Hub folder')
+    convert.add_argument('src', help='checkpoint file: an official net.pth, or any layout emo loads')
+    convert.add_argument('out_dir', help='folder to write model.safetensors, config.json and README.md into')
+    convert.add_argument(
+        '--model', choices=sorted(VARIANTS), default=None, help='variant (default: the one the checkpoint is)'
+    )
+    convert.add_argument('--repo-id', default=None, help='hub repo id to show in the model card (ORG/NAME)')
+    convert.add_argument('--overwrite', action='store_true', help='replace the files of a non-empty OUT_DIR')
+    convert.set_defaults(func=_cmd_convert)
+
+    push = sub.add_parser('push', help='upload a converted folder to the Hugging Face Hub')
+    push.add_argument('folder')
+    push.add_argument('repo_id', help='ORG/NAME, e.g. myorg/emo_2m.in1k')
+    push.add_argument('--token', default=None, help='Hub token (default: huggingface_hub login / HF_TOKEN)')
+    push.add_argument('--private', action='store_true')
+    push.set_defaults(func=_cmd_push)
     return parser
 
 
@@ -71,7 +106,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     try:
         return args.func(args)
-    except (CheckpointError, WeightsUnavailableError, FileNotFoundError, ValueError) as e:
+    except (CheckpointError, WeightsUnavailableError, OSError, ValueError) as e:
         print(f'emo {args.command}: error: {e}', file=sys.stderr)
         return 1
 

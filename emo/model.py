@@ -11,10 +11,10 @@ classifier. Official checkpoints are converted on load by :func:`checkpoint_filt
 """
 
 from typing import Dict, List, Optional, Tuple, Type, Union
-from urllib.error import URLError
 
 import torch
 import torch.nn as nn
+from huggingface_hub.errors import RepositoryNotFoundError
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import LayerNorm2d, get_device_dtype, register_notrace_function, trunc_normal_
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model, resolve_pretrained_cfg
@@ -22,10 +22,11 @@ from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint_seq
 
 from . import checkpoint as ckpt
+from . import hub
 from .irmb import IRMB
-from .variants import VARIANTS, official_url
+from .variants import VARIANTS
 
-__all__ = ['EMO', 'WeightsUnavailableError', 'checkpoint_filter_fn']
+__all__ = ['EMO', 'checkpoint_filter_fn']
 
 MIN_INPUT_SIZE = 32  # one stage-4 pixel at stride 32
 GLOBAL_POOL_TYPES = ('', 'avg', 'max', 'avgmax')
@@ -323,10 +324,6 @@ class EMO(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-class WeightsUnavailableError(RuntimeError):
-    """``pretrained=True`` could not get the weights (no network, no cached copy)."""
-
-
 def _check_head_args(num_classes: int, global_pool: str) -> None:
     if global_pool not in GLOBAL_POOL_TYPES:
         raise ValueError(f'global_pool must be one of {GLOBAL_POOL_TYPES}, got {global_pool!r}')
@@ -373,18 +370,45 @@ def _cfg(url: str = '', **kwargs) -> dict:
     }
 
 
-default_cfgs = generate_default_cfgs({f'{name}.in1k': _cfg(url=official_url(name)) for name in VARIANTS})
+# one cfg per released checkpoint of weights/manifest.json: url is the origin, hf_hub_id set once published
+default_cfgs = generate_default_cfgs({
+    name: _cfg(url=entry.url, hf_hub_id=entry.hf_hub_id) for name, entry in hub.released_weights().items()
+})  # fmt: skip
+
+
+def _resolve_weights(variant: str, kwargs: dict) -> None:
+    """Prepare ``pretrained=True`` for timm's loader: check a local file, or fetch the released weights.
+
+    timm's own routes stay in charge of ``state_dict``, ``file``, ``hf-hub:``, ``local-dir:`` and ``hf_hub_id``.
+    The release origin (the default) goes through :func:`emo.hub.fetch_official` instead of timm's plain URL
+    download, to verify the blob id and cache converted weights; ``EMO_HUB_ORG`` switches the default to the Hub.
+    """
+    cfg = resolve_pretrained_cfg(
+        variant,
+        pretrained_cfg=kwargs.get('pretrained_cfg'),
+        pretrained_cfg_overlay=kwargs.get('pretrained_cfg_overlay'),
+    )
+    overlay = dict(kwargs.get('pretrained_cfg_overlay') or {})
+    if cfg.source in ('hf-hub', 'local-dir') or cfg.state_dict:
+        return
+    if cfg.file:
+        ckpt.read_checkpoint(cfg.file)  # fail early and clearly on a missing, truncated or unsafe file
+        return
+    name = f'{cfg.architecture}.{cfg.tag}'
+    if not cfg.hf_hub_id and hub.hub_org():
+        overlay['hf_hub_id'] = f'{hub.hub_org()}/{name}'
+    elif not cfg.hf_hub_id and cfg.url:
+        default_url = hub.released_weights()[name].url
+        path = hub.fetch_official(
+            name, url=None if cfg.url == default_url else cfg.url, cache_dir=kwargs.get('cache_dir')
+        )
+        overlay['file'] = str(path)
+    kwargs['pretrained_cfg_overlay'] = overlay
 
 
 def _create_emo(variant: str, pretrained: bool = False, **kwargs) -> EMO:
     if pretrained:
-        cfg = resolve_pretrained_cfg(
-            variant,
-            pretrained_cfg=kwargs.get('pretrained_cfg'),
-            pretrained_cfg_overlay=kwargs.get('pretrained_cfg_overlay'),
-        )
-        if cfg.file and not cfg.state_dict and cfg.source != 'hf-hub':
-            ckpt.read_checkpoint(cfg.file)  # fail early and clearly on a missing, truncated or unsafe file
+        _resolve_weights(variant, kwargs)
     out_indices = kwargs.pop('out_indices', (0, 1, 2, 3))
     try:
         return build_model_with_cfg(
@@ -395,11 +419,11 @@ def _create_emo(variant: str, pretrained: bool = False, **kwargs) -> EMO:
             feature_cfg=dict(flatten_sequential=True, out_indices=out_indices),
             **kwargs,
         )
-    except URLError as e:
-        raise WeightsUnavailableError(
-            f'could not download the {variant} weights ({e.reason}). Offline? Fetch net.pth from '
-            f"{official_url(variant)} elsewhere, then load it with timm.create_model('{variant}', pretrained=True, "
-            f"pretrained_cfg_overlay=dict(file='net.pth')), or 'emo predict --weights net.pth'"
+    except RepositoryNotFoundError as e:
+        hub_id = (kwargs.get('pretrained_cfg_overlay') or {}).get('hf_hub_id', 'the repository')
+        raise hub.WeightsUnavailableError(
+            f'Hugging Face Hub repository {hub_id} was not found (or is private): check the name, EMO_HUB_ORG, '
+            'and your login; unset EMO_HUB_ORG to download from the release origin'
         ) from e
 
 

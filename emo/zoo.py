@@ -8,6 +8,7 @@ import timm
 import torch
 from tqdm import tqdm
 
+from .hub import released_weights
 from .variants import VARIANTS
 
 __all__ = ['measure_latency', 'zoo_rows', 'format_table']
@@ -36,8 +37,10 @@ def measure_latency(
 
 
 def zoo_rows(runs: int = 30, warmup: int = 5, show_progress: bool = True) -> List[Dict]:
-    """One row per variant: params counted on the built model, official GFLOPs/accuracy, measured latency."""
+    """One row per variant: params counted on the built model, official GFLOPs, accuracy of the released weights
+    (weights/manifest.json) and latency measured now."""
     rows = []
+    accuracy = {entry.variant: entry for entry in released_weights().values()}
     with tqdm(
         total=len(VARIANTS) * (runs + warmup),
         desc='measuring latency (batch 1, 224, CPU)',
@@ -52,8 +55,8 @@ def zoo_rows(runs: int = 30, warmup: int = 5, show_progress: bool = True) -> Lis
                     model=name,
                     params_m=sum(p.numel() for p in model.parameters()) / 1e6,
                     gflops=variant.gflops,
-                    top1=variant.top1,
-                    top5=variant.top5,
+                    top1=accuracy[name].top1,
+                    top5=accuracy[name].top5,
                     latency_ms=statistics.median(times),
                     latency_min_ms=min(times),
                     latency_max_ms=max(times),

@@ -1,3 +1,4 @@
+import os
 import sys
 from pathlib import Path
 
@@ -5,6 +6,8 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
+# huggingface_hub reads this at import: no telemetry calls from the tests
+os.environ.setdefault('HF_HUB_DISABLE_TELEMETRY', '1')
 
 from reference import VARIANT_NAMES, official_state_dict  # noqa: E402
 
