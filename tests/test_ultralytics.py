@@ -1,0 +1,341 @@
+"""emo.ultralytics: the shipped YOLO YAMLs build, scale and train with Ultralytics' own code, offline.
+
+Needs the optional extra (``pip install -e ".[yolo]"``); without Ultralytics the whole file is skipped.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+# Ultralytics reads these at import: no online checks, and its settings file goes to a temporary folder, not
+# ~/.config. It also sets OMP_NUM_THREADS=1 for the process; the environment is put back so other tests' subprocesses
+# do not inherit any of it.
+_CONFIG_DIR = tempfile.mkdtemp(prefix='emo-yolo-config-')
+_ENV_BEFORE = {k: os.environ.get(k) for k in ('YOLO_OFFLINE', 'YOLO_CONFIG_DIR', 'OMP_NUM_THREADS')}
+os.environ.update(YOLO_OFFLINE='1', YOLO_CONFIG_DIR=_CONFIG_DIR)
+try:
+    pytest.importorskip('ultralytics')
+except BaseException:  # skipped (or broken): nothing will use the folder
+    shutil.rmtree(_CONFIG_DIR, ignore_errors=True)
+    raise
+finally:
+    for key, value in _ENV_BEFORE.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+from ultralytics import YOLO  # noqa: E402
+from ultralytics.nn.modules import C2f, Index  # noqa: E402
+from ultralytics.nn.tasks import DetectionModel, yaml_model_load  # noqa: E402
+
+import emo.ultralytics as eu  # noqa: E402
+from emo.irmb import IRMB  # noqa: E402
+
+OUR_LAYERS = (eu.iRMB, eu.C2f_iRMB, eu.EMOBackbone)
+# layer index -> our layer type, per shipped YAML (the plain yolov8 layer at that index, if any, is the reference)
+PLACEMENTS = {
+    'yolov8n-c2f-irmb': {2: eu.C2f_iRMB, 4: eu.C2f_iRMB, 6: eu.C2f_iRMB, 8: eu.C2f_iRMB},
+    'yolov8n-sppf-irmb': {10: eu.iRMB},
+    'yolov8n-head-irmb': {12: eu.C2f_iRMB, 15: eu.C2f_iRMB, 18: eu.C2f_iRMB, 21: eu.C2f_iRMB},
+    'yolov8n-emo': {0: eu.EMOBackbone},
+}
+
+
+@pytest.fixture(scope='module', autouse=True)
+def _one_thread():
+    # as Ultralytics does on CPU: these models are tiny, and a second OpenMP thread only adds synchronisation,
+    # which on a busy 2-core machine made a 64x96 forward pass take seconds instead of milliseconds
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+    shutil.rmtree(_CONFIG_DIR, ignore_errors=True)
+
+
+def build(name: str, scale: str = 'n') -> DetectionModel:
+    return YOLO(eu.cfg(name.replace('yolov8n', f'yolov8{scale}', 1))).model
+
+
+def count_params(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def c2f_shape(layer: torch.nn.Module) -> tuple:
+    """(c1, c2, n) of a C2f or C2f_iRMB."""
+    return layer.cv1.conv.in_channels, layer.cv2.conv.out_channels, len(layer.m)
+
+
+def test_configs_and_cfg():
+    assert eu.configs() == sorted(PLACEMENTS)
+    assert eu.configs('s') == [n.replace('yolov8n', 'yolov8s') for n in sorted(PLACEMENTS)]
+    for name in eu.configs():
+        path = Path(eu.cfg(name))
+        assert path.name == f'{name}.yaml' and path.parent == eu.CFG_DIR
+        assert (eu.CFG_DIR / f'{name.replace("yolov8n", "yolov8")}.yaml').is_file()  # one file holds all scales
+    assert eu.cfg('yolov8s-emo.yaml').endswith('yolov8s-emo.yaml')
+    with pytest.raises(ValueError, match='no shipped YAML'):
+        eu.cfg('yolov8n-nothing')
+    with pytest.raises(ValueError, match='scale'):
+        eu.configs('q')
+
+
+def test_registration_is_scoped_and_idempotent(monkeypatch):
+    from ultralytics.nn import tasks
+
+    # our classes stand in for C2f only while the wrapped parse_model runs
+    assert eu.C2f_iRMB != C2f and eu.iRMB != C2f and eu.C2f_iRMB == eu.C2f_iRMB
+    assert {eu.C2f_iRMB: 1}[eu.C2f_iRMB] == 1 and C2f not in {eu.C2f_iRMB, eu.iRMB}
+    assert tasks.iRMB is eu.iRMB and tasks.C2f_iRMB is eu.C2f_iRMB and tasks.EMOBackbone is eu.EMOBackbone
+    original = tasks.parse_model.emo_original
+    eu._register()  # a second registration (e.g. a module reload) wraps the original again, not the wrapper
+    assert tasks.parse_model.emo_original is original and not hasattr(original, 'emo_original')
+
+    monkeypatch.delattr(tasks, 'Index')
+    with pytest.raises(ImportError, match='Index layer'):
+        DetectionModel(eu.cfg('yolov8n-emo'), verbose=False)
+
+
+@pytest.mark.parametrize('channels', [8, 16, 20, 24, 40, 48, 72, 96, 200, 256, 576, 640])
+def test_attention_heads_divide_any_scaled_width(channels):
+    dim_head = eu.attention_dim_head(channels, 32)
+    assert channels % dim_head == 0
+    assert abs(channels // dim_head - max(1, round(channels / 32))) <= 2
+
+
+@pytest.fixture(scope='module')
+def plain_n() -> DetectionModel:
+    return YOLO('yolov8n.yaml').model
+
+
+@pytest.mark.parametrize('name', sorted(PLACEMENTS))
+def test_yaml_builds_runs_and_differs_from_yolov8n(name, plain_n):
+    model = build(name)
+    placed = {m.i: type(m) for m in model.model if isinstance(m, OUR_LAYERS)}
+    assert placed == PLACEMENTS[name]
+    assert all(m.type == f'emo.ultralytics.{type(m).__name__}' for m in model.model if isinstance(m, OUR_LAYERS))
+    assert torch.equal(model.stride, torch.tensor([8.0, 16.0, 32.0]))
+
+    # parameters: Ultralytics' own count (.np) per layer; the layers we did not touch are identical to yolov8n's
+    params = count_params(model)
+    assert params != count_params(plain_n)
+    assert sum(m.np for m in model.model) == params
+    if name == 'yolov8n-sppf-irmb':  # one layer inserted at 10: the rest shifts by one
+        plain = {m.i + (m.i >= 10): m.np for m in plain_n.model}
+    else:
+        plain = {m.i: m.np for m in plain_n.model}
+    if name != 'yolov8n-emo':
+        assert all(m.np == plain[m.i] for m in model.model if m.i not in PLACEMENTS[name])
+    for m in model.model:
+        if isinstance(m, eu.C2f_iRMB):  # same channels and repeats as the C2f it replaces
+            assert c2f_shape(m) == c2f_shape(plain_n.model[m.i])
+            assert all(isinstance(b, IRMB) and not isinstance(b.attn, torch.nn.Identity) for b in m.m)
+        if isinstance(m, eu.iRMB):  # after SPPF: keeps its width, so both shortcuts
+            assert all(isinstance(b, IRMB) and b.has_skip for b in m)
+
+    # forward and backward in training mode (raw head outputs), then inference in eval mode
+    x = torch.randn(2, 3, 64, 96)
+    out = model(x)
+    (out['boxes'].float().mean() + out['scores'].float().mean()).backward()
+    for m in model.model:
+        if isinstance(m, OUR_LAYERS):
+            grads = [p.grad for p in m.parameters()]
+            assert all(g is not None and torch.isfinite(g).all() for g in grads)
+            assert any(g.abs().sum() > 0 for g in grads)
+    model.eval()
+    with torch.no_grad():
+        y, _ = model(x)
+    assert y.shape == (2, 4 + 80, (8 * 12) + (4 * 6) + (2 * 3))
+
+
+def test_fuse_keeps_outputs():
+    model = build('yolov8n-head-irmb').eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        before = model(x)[0]
+        model.fuse(verbose=False)
+        after = model(x)[0]
+    assert model.is_fused()
+    torch.testing.assert_close(after, before, rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize('name', ['yolov8n-c2f-irmb', 'yolov8n-head-irmb', 'yolov8n-sppf-irmb'])
+def test_width_scaling_matches_ultralytics(name):
+    # at 's' (width 0.5) our layers get exactly the channels Ultralytics gives its own C2f/SPPF there
+    model, plain = build(name, 's'), YOLO('yolov8s.yaml').model
+    for m in model.model:
+        if isinstance(m, eu.C2f_iRMB):
+            assert c2f_shape(m) == c2f_shape(plain.model[m.i])
+            assert c2f_shape(m)[1] == 2 * c2f_shape(build(name).model[m.i])[1]
+        if isinstance(m, eu.iRMB):
+            sppf_out = plain.model[9].cv2.conv.out_channels
+            assert m[0].proj.in_channels // 2 == sppf_out == m[-1].proj.out_channels == 512
+    y = model.eval()(torch.randn(1, 3, 64, 64))[0]
+    assert y.shape == (1, 84, 84)
+
+
+def test_depth_scaling_matches_ultralytics():
+    # at 'm' (depth 0.67, width 0.75, max 768) repeats grow: build the layer lists only (no stride forward)
+    from ultralytics.nn.tasks import parse_model
+
+    ours, _ = parse_model(yaml_model_load(eu.cfg('yolov8m-c2f-irmb')), ch=3, verbose=False)
+    plain, _ = parse_model(yaml_model_load('yolov8m.yaml'), ch=3, verbose=False)
+    repeats = []
+    for m in ours:
+        if isinstance(m, eu.C2f_iRMB):
+            assert isinstance(plain[m.i], C2f) and c2f_shape(m) == c2f_shape(plain[m.i])
+            repeats.append(len(m.m))
+    assert repeats == [2, 4, 4, 2]  # the YAML's 3, 6, 6, 3 times 0.67
+    irmb, _ = parse_model(yaml_model_load(eu.cfg('yolov8m-sppf-irmb')), ch=3, verbose=False)
+    layer = irmb[10]
+    assert len(layer) == 1 and layer[0].has_skip and layer[0].proj.out_channels == 576  # 768 * 0.75
+    assert layer[0].attn.num_heads == 18  # 576 / 32
+
+
+def test_emo_backbone_feeds_p3_p4_p5():
+    model = build('yolov8n-emo')
+    backbone = model.model[0]
+    assert isinstance(backbone, eu.EMOBackbone) and backbone.variant == 'emo_1m'
+    assert backbone.channels == [48, 80, 168] and backbone.strides == [8, 16, 32]
+    assert [m.index for m in model.model[1:4]] == [0, 1, 2] and all(isinstance(m, Index) for m in model.model[1:4])
+    assert model.model[4].cv1.conv.in_channels == 168  # SPPF on P5
+    assert count_params(backbone) == 1_191_832  # the timm backbone, docs/architecture.md
+    feats = backbone(torch.randn(1, 3, 96, 128))
+    assert [tuple(f.shape[1:]) for f in feats] == [(48, 12, 16), (80, 6, 8), (168, 3, 4)]
+    # Ultralytics resets BatchNorm eps to 1e-3 in its layers; the backbone keeps the 1e-6 its weights need
+    assert {m.eps for m in backbone.modules() if isinstance(m, torch.nn.BatchNorm2d)} == {1e-6}
+    assert model.model[4].cv1.bn.eps == 1e-3
+
+    # the backbone is fixed by the YAML: scale 's' widens neck and head only
+    small = build('yolov8n-emo', 's')
+    assert small.model[0].channels == [48, 80, 168] and count_params(small.model[0]) == count_params(backbone)
+    assert small.model[4].cv2.conv.out_channels == 2 * model.model[4].cv2.conv.out_channels == 512
+
+
+def test_emo_backbone_variant_and_checks():
+    d = yaml_model_load(eu.cfg('yolov8n-emo'))
+    d['backbone'][0][3] = ['emo_2m']
+    with pytest.raises(ValueError, match=r'has 120 channels, the YAML says 80; write \[120, 1\]'):
+        DetectionModel(d, verbose=False)
+    for row, width in zip(d['backbone'][1:4], (48, 120, 200)):
+        row[3][0] = width
+    model = DetectionModel(d, verbose=False)
+    assert model.model[0].channels == [48, 120, 200]
+
+    d = yaml_model_load(eu.cfg('yolov8n-emo'))
+    d['backbone'].insert(0, [-1, 1, 'Conv', [16, 3, 1]])
+    with pytest.raises(ValueError, match='EMOBackbone must be layer 0'):
+        DetectionModel(d, verbose=False)
+
+
+def test_emo_backbone_pretrained_from_file(tmp_path):
+    # the pretrained route offline: an official-layout net.pth given as the YAML's pretrained argument
+    import timm
+    from reference import official_state_dict
+
+    file = tmp_path / 'net.pth'
+    torch.save(official_state_dict('emo_1m'), file)
+    d = yaml_model_load(eu.cfg('yolov8n-emo'))
+    d['backbone'][0][3] = ['emo_1m', str(file)]
+    backbone = DetectionModel(d, verbose=False).model[0].eval()
+    reference = timm.create_model(
+        'emo_1m', pretrained=True, features_only=True, out_indices=(1, 2, 3), pretrained_cfg_overlay=dict(file=file)
+    ).eval()
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        for ours, theirs in zip(backbone(x), reference(x)):
+            torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
+
+
+def write_dataset(root: Path, num_train: int = 16, num_val: int = 8) -> Path:
+    """Rectangles (class 0) and ellipses (class 1) on noise, 64-96 px, in YOLO format; returns data.yaml."""
+    rng = np.random.default_rng(0)
+    for split, count in (('train', num_train), ('val', num_val)):
+        (root / 'images' / split).mkdir(parents=True)
+        (root / 'labels' / split).mkdir(parents=True)
+        for k in range(count):
+            w, h = (int(v) for v in rng.integers(64, 97, size=2))
+            image = Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+            draw, lines = ImageDraw.Draw(image), []
+            for _ in range(int(rng.integers(1, 4))):
+                cls = int(rng.integers(0, 2))
+                bw, bh = int(rng.integers(12, w // 2)), int(rng.integers(12, h // 2))
+                x0, y0 = int(rng.integers(0, w - bw)), int(rng.integers(0, h - bh))
+                colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+                (draw.rectangle if cls == 0 else draw.ellipse)([x0, y0, x0 + bw, y0 + bh], fill=colour)
+                lines.append(f'{cls} {(x0 + bw / 2) / w:.6f} {(y0 + bh / 2) / h:.6f} {bw / w:.6f} {bh / h:.6f}')
+            image.save(root / 'images' / split / f'{k}.jpg')
+            (root / 'labels' / split / f'{k}.txt').write_text('\n'.join(lines) + '\n')
+    data = root / 'data.yaml'
+    data.write_text(f'path: {root}\ntrain: images/train\nval: images/val\nnames:\n  0: rectangle\n  1: ellipse\n')
+    return data
+
+
+def offline_font(config_dir: Path) -> None:
+    """Ultralytics checks for Arial.ttf (downloading it if missing) when it reads a data set: give it a local font."""
+    import matplotlib
+
+    font = Path(matplotlib.get_data_path()) / 'fonts' / 'ttf' / 'DejaVuSans.ttf'
+    config_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copy(font, config_dir / 'Arial.ttf')
+
+
+LOAD_IN_FRESH_PROCESS = textwrap.dedent("""
+    import json, sys
+    from ultralytics import YOLO
+
+    # no `import emo.ultralytics`: unpickling best.pt imports it by the layers' module path
+    model = YOLO(sys.argv[1])
+    assert 'emo.ultralytics' in sys.modules
+    layers = sorted({type(m).__name__ for m in model.model.modules() if type(m).__module__ == 'emo.ultralytics'})
+    boxes = model.predict(sys.argv[2], imgsz=64, conf=0.0, max_det=10, device='cpu', verbose=False)[0].boxes
+    metrics = model.val(data=sys.argv[3], imgsz=64, batch=8, workers=0, device='cpu', plots=False,
+                        project=sys.argv[4], name='val', verbose=False)
+    print(json.dumps(dict(layers=layers, is_tensor=isinstance(boxes.data, __import__('torch').Tensor),
+                          shape=list(boxes.data.shape), xyxy=list(boxes.xyxy.shape), map50=metrics.box.map50)))
+""")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    'name, layers', [('yolov8n-emo', ['EMOBackbone', '_BackboneBatchNorm2d']), ('yolov8n-c2f-irmb', ['C2f_iRMB'])]
+)
+def test_train_save_and_load_in_fresh_process(tmp_path, name, layers):
+    from ultralytics.utils import USER_CONFIG_DIR
+
+    offline_font(Path(USER_CONFIG_DIR))
+    data = write_dataset(tmp_path / 'shapes')
+    model = YOLO(eu.cfg(name))
+    model.train(
+        data=str(data), epochs=1, imgsz=64, batch=8, workers=0, device='cpu', amp=False, plots=False, seed=0,
+        project=str(tmp_path / 'runs'), name='train', exist_ok=True, verbose=False,
+    )  # fmt: skip
+    best = Path(model.trainer.best)
+    assert best.is_file() and best.is_relative_to(tmp_path)
+
+    config_dir = tmp_path / 'config'
+    offline_font(config_dir / 'Ultralytics')
+    env = dict(os.environ, YOLO_OFFLINE='1', YOLO_CONFIG_DIR=str(config_dir), OMP_NUM_THREADS='1')
+    # the emo being tested, also from a checkout that is not installed
+    env['PYTHONPATH'] = os.pathsep.join(filter(None, [str(Path(eu.__file__).parents[2]), env.get('PYTHONPATH')]))
+    image = next((tmp_path / 'shapes' / 'images' / 'val').iterdir())
+    result = subprocess.run(
+        [sys.executable, '-c', LOAD_IN_FRESH_PROCESS, str(best), str(image), str(data), str(tmp_path / 'runs')],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report['layers'] == layers
+    assert report['is_tensor'] and report['shape'][1] == 6 and 0 < report['shape'][0] <= 10
+    assert report['xyxy'] == [report['shape'][0], 4]
+    assert 0.0 <= report['map50'] <= 1.0
