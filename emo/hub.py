@@ -51,6 +51,9 @@ __all__ = [
 _logger = logging.getLogger(__name__)
 MANIFEST = Path(__file__).with_name('manifest.json')  # a link to weights/manifest.json, packaged as a copy
 HUB_WEIGHTS_FILE = 'model.safetensors'
+# one key only: safetensors writes its metadata map in a random order, and conversion must give the same bytes
+# every time (the source's blob id is in the model card instead)
+_SAFETENSORS_METADATA = {'format': 'pt'}
 
 
 class WeightsUnavailableError(RuntimeError):
@@ -200,7 +203,7 @@ def fetch_official(
         state_dict = ckpt.to_timm_layout(ckpt.unwrap(ckpt.read_checkpoint(raw)))
         _check_variant(state_dict, entry.variant)
         converted = scratch / 'model.safetensors'
-        save_file(_contiguous(state_dict), converted, metadata={'format': 'pt', 'git_blob_sha1': blob})
+        save_file(_contiguous(state_dict), converted, metadata=_SAFETENSORS_METADATA)
         os.replace(converted, final)
         _logger.info('cached %s (git blob %s) as %s', url, blob, final)
     finally:
@@ -359,9 +362,7 @@ def write_hub_folder(
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f'.{out_dir.name}-', dir=out_dir.parent))
     try:
-        save_file(
-            _contiguous(state_dict), scratch / HUB_WEIGHTS_FILE, metadata={'format': 'pt', 'git_blob_sha1': source_blob}
-        )
+        save_file(_contiguous(state_dict), scratch / HUB_WEIGHTS_FILE, metadata=_SAFETENSORS_METADATA)
         config = json.dumps(hub_config(variant, tag), indent=2, sort_keys=False) + '\n'
         (scratch / 'config.json').write_text(config)
         (scratch / 'README.md').write_text(model_card(entry, variant, source_name, source_blob, repo_id))

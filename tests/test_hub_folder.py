@@ -24,11 +24,12 @@ def _logits(model):
 
 def test_convert_is_deterministic_and_complete(official_files, tmp_path):
     a = convert_official(official_files['emo_2m'], tmp_path / 'a', variant='emo_2m')
-    b = convert_official(official_files['emo_2m'], tmp_path / 'b')  # variant inferred from the checkpoint
     names = sorted(p.name for p in a.iterdir())
     assert names == ['README.md', 'config.json', 'model.safetensors']
-    for name in names:
-        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    for i in range(4):  # several runs: safetensors' metadata map once made the bytes differ at random
+        b = convert_official(official_files['emo_2m'], tmp_path / f'b{i}')  # variant inferred from the checkpoint
+        for name in names:
+            assert (a / name).read_bytes() == (b / name).read_bytes(), name
     config = json.loads((a / 'config.json').read_text())
     assert config['architecture'] == 'emo_2m' and config['num_classes'] == 1000 and config['num_features'] == 200
     cfg = config['pretrained_cfg']
