@@ -1,4 +1,4 @@
-"""The ``emo`` command: zoo, predict, convert and push."""
+"""The ``emo`` command: zoo, predict, convert, push, train and validate."""
 
 import argparse
 import sys
@@ -60,6 +60,9 @@ def _cmd_push(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog='emo', description='EMO backbones (ICCV 2023) for timm.')
     sub = parser.add_subparsers(dest='command', required=True)
+    # listed for --help; their own modules parse their arguments (python -m emo.train, torchrun -m emo.train)
+    sub.add_parser('train', help='fine-tune on train/ and val/ class folders (emo train --help)', add_help=False)
+    sub.add_parser('validate', help='evaluate a checkpoint on class folders (emo validate --help)', add_help=False)
 
     zoo = sub.add_parser('zoo', help='table of EMO variants with latency measured on this machine')
     zoo.add_argument('--runs', type=int, default=30, help='timed forward passes per variant (default 30)')
@@ -99,7 +102,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_DELEGATED = {'train': 'emo.train', 'validate': 'emo.validate'}  # commands with a module of their own
+
+
 def main(argv: Optional[List[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in _DELEGATED:
+        import importlib
+
+        try:
+            importlib.import_module(_DELEGATED[argv[0]]).main(argv[1:])
+        except (CheckpointError, WeightsUnavailableError, OSError, ValueError) as e:
+            print(f'emo {argv[0]}: error: {e}', file=sys.stderr)
+            return 1
+        return 0
     args = build_parser().parse_args(argv)
     if getattr(args, 'runs', 1) < 1 or getattr(args, 'top_k', 1) < 1:
         print('emo: error: --runs and --top-k must be at least 1', file=sys.stderr)

@@ -1,0 +1,409 @@
+"""Fine-tune an EMO on ImageNet-style folders, on one process or many (``torchrun --nproc_per_node=N -m emo.train``).
+
+Built from timm's training pieces: ``create_dataset`` (folder indexing), ``create_transform``, ``Mixup``,
+``create_optimizer_v2`` (layer decay through the model's ``group_matcher``), ``create_scheduler_v2``,
+``ModelEmaV3``, ``NativeScaler`` and ``accuracy``. Two pieces are this project's own, on purpose:
+
+* the sampler is a ``DistributedSampler`` in every run, one process included, so that a run on N processes sees
+  the same global batches as one process, and a resumed run the same batches as an uninterrupted one;
+* checkpoints are written to a temporary file and renamed over ``last.pth`` / ``best.pth`` (timm's
+  ``CheckpointSaver`` deletes the old file before renaming, so a kill at that moment leaves none), and they hold
+  everything a resume needs: model, EMA, optimizer, scheduler, AMP scaler, epoch and RNG states.
+
+Defaults follow the official ImageNet recipe (AdamW, lr 6e-3 at batch 2048 scaled linearly to the global batch,
+weight decay 0.05, cosine schedule with 20/300 of the epochs as warm-up, EMA 0.9998, label smoothing 0.1,
+RandAugment, no mixup/cutmix, gradient clipping 5), with AMP on CUDA.
+"""
+
+import argparse
+import csv
+import logging
+import math
+import os
+import random
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+import timm
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+from timm.data import Mixup, create_transform, resolve_data_config
+from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
+from timm.optim import create_optimizer_v2
+from timm.scheduler import create_scheduler_v2
+from timm.utils import ModelEmaV3, NativeScaler
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm import tqdm
+
+from .checkpoint import read_checkpoint
+from .data import SkippingImageFolder, check_image_folders, skipped_images
+from .evaluate import evaluate
+from .variants import VARIANTS
+
+__all__ = ['main', 'build_parser', 'save_atomic']
+
+_logger = logging.getLogger('emo.train')
+METRIC_FIELDS = ['epoch', 'train_loss', 'lr', 'val_loss', 'val_top1', 'val_top5', 'epoch_time_s', 'train_img_per_s']
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog='emo train', description='Fine-tune an EMO on train/ and val/ class folders.')
+    p.add_argument('--data', required=True, type=Path, help='folder with train/CLASS/*.jpg and val/CLASS/*.jpg')
+    p.add_argument('--train-split', default='train')
+    p.add_argument('--val-split', default='val')
+    p.add_argument('--model', default='emo_2m', choices=sorted(VARIANTS))
+    p.add_argument('--pretrained', action='store_true', help='start from the released ImageNet weights')
+    p.add_argument('--weights', default=None, help='start from this checkpoint file instead (implies --pretrained)')
+    p.add_argument('--output', required=True, type=Path, help='run folder: checkpoints, metrics.csv, metrics.png')
+    p.add_argument('--resume', default=None, type=Path, help='a last.pth to continue from')
+    p.add_argument('--epochs', type=int, default=30)
+    p.add_argument('--batch-size', type=int, default=128, help='per process')
+    p.add_argument('--img-size', type=int, default=None, help='train/eval size (default: the model cfg, 224)')
+    p.add_argument('--lr', type=float, default=None, help='default: 6e-3 * global batch / 2048 (official recipe)')
+    p.add_argument('--weight-decay', type=float, default=0.05)
+    p.add_argument('--layer-decay', type=float, default=None, help='layer-wise lr decay, e.g. 0.8')
+    p.add_argument('--warmup-epochs', type=float, default=None, help='default: epochs * 20 / 300')
+    p.add_argument('--min-lr', type=float, default=1e-6)
+    p.add_argument('--smoothing', type=float, default=0.1)
+    p.add_argument('--mixup', type=float, default=0.0)
+    p.add_argument('--cutmix', type=float, default=0.0)
+    p.add_argument('--aa', default='rand-m9-mstd0.5-inc1', help="RandAugment policy, 'none' for none")
+    p.add_argument('--no-aug', action='store_true', help='train on eval-style crops (no random augmentation)')
+    p.add_argument('--drop-path', type=float, default=None, help="default: the variant's official rate")
+    p.add_argument('--clip-grad', type=float, default=5.0)
+    p.add_argument('--ema-decay', type=float, default=0.9998, help='0 disables the EMA')
+    p.add_argument('--freeze-bn', action='store_true', help='keep BatchNorm statistics fixed (small batches)')
+    p.add_argument('--sync-bn', action='store_true', help='SyncBatchNorm across processes (CUDA only)')
+    p.add_argument('--no-amp', action='store_true', help='no mixed precision on CUDA')
+    p.add_argument('--workers', type=int, default=min(4, os.cpu_count() or 1))
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--device', default=None, help='default: cuda if available, else cpu')
+    p.add_argument('--no-progress', action='store_true')
+    return p
+
+
+class _Distributed:
+    """This process's place in a ``torchrun`` job (or a single process)."""
+
+    def __init__(self, device: Optional[str]):
+        self.world_size = int(os.environ.get('WORLD_SIZE', 1))
+        self.rank = int(os.environ.get('RANK', 0))
+        local_rank = int(os.environ.get('LOCAL_RANK', 0))
+        cuda = torch.cuda.is_available() if device is None else device.startswith('cuda')
+        self.device = torch.device(f'cuda:{local_rank}' if cuda else (device or 'cpu'))
+        if cuda:
+            torch.cuda.set_device(self.device)
+        if self.world_size > 1:
+            dist.init_process_group('nccl' if cuda else 'gloo')
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world_size > 1:
+            dist.barrier()
+
+    def close(self) -> None:
+        if self.world_size > 1:
+            dist.destroy_process_group()
+
+
+def save_atomic(obj: object, path: Path) -> None:
+    """torch.save to a temporary file beside ``path``, flushed to disk, then renamed over it."""
+    tmp = path.with_name(f'.{path.name}.tmp-{os.getpid()}')
+    try:
+        with open(tmp, 'wb') as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _rng_state() -> dict:
+    np_state = np.random.get_state()
+    return {
+        'torch': torch.get_rng_state(),
+        'cuda': torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        'numpy': [np_state[0], torch.from_numpy(np_state[1].copy()), *np_state[2:]],
+        'python': [list(x) if isinstance(x, tuple) else x for x in random.getstate()],
+    }
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state['torch'])
+    if state['cuda'] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state['cuda'])
+    kind, keys, *rest = state['numpy']
+    np.random.set_state((kind, keys.numpy(), *rest))
+    random.setstate(tuple(tuple(x) if isinstance(x, list) else x for x in state['python']))
+
+
+def _seed_epoch(seed: int, epoch: int, rank: int) -> None:
+    # every epoch starts from its own seed: a resumed run repeats the uninterrupted one's augmentations
+    s = seed + 1009 * epoch + 100003 * rank
+    random.seed(s)
+    np.random.seed(s % 2**32)
+    torch.manual_seed(s)
+
+
+def _write_metrics(history: List[dict], output: Path) -> None:
+    tmp = output / '.metrics.csv.tmp'
+    with open(tmp, 'w', newline='') as f:
+        writer = csv.DictWriter(f, fieldnames=METRIC_FIELDS)
+        writer.writeheader()
+        writer.writerows(history)
+    os.replace(tmp, output / 'metrics.csv')
+    _plot_metrics(history, output / 'metrics.png')
+
+
+def _plot_metrics(history: List[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    epochs = [h['epoch'] for h in history]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    ax_loss.plot(epochs, [h['train_loss'] for h in history], 'o-', label='train')
+    ax_loss.plot(epochs, [h['val_loss'] for h in history], 'o-', label='validation')
+    ax_loss.set(xlabel='epoch', ylabel='loss', title='loss')
+    ax_loss.legend()
+    ax_acc.plot(epochs, [h['val_top1'] for h in history], 'o-', label='top-1')
+    ax_acc.plot(epochs, [h['val_top5'] for h in history], 'o-', label='top-5')
+    ax_acc.set(xlabel='epoch', ylabel='accuracy (%)', title='validation accuracy', ylim=(0, 100))
+    ax_acc.legend()
+    fig.tight_layout()
+    tmp = path.with_name('.metrics.png.tmp')
+    fig.savefig(tmp, format='png', dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def _freeze_bn(model: nn.Module) -> None:
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.eval()
+
+
+def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format='%(message)s')
+    train_dir, val_dir = args.data / args.train_split, args.data / args.val_split
+    class_names = check_image_folders(train_dir, val_dir)  # before anything is built: fail fast and clearly
+    if args.resume is not None and not args.resume.is_file():
+        raise FileNotFoundError(f'--resume {args.resume} does not exist')
+    env = _Distributed(args.device)
+    try:
+        return _train(args, env, train_dir, val_dir, class_names)
+    finally:
+        env.close()
+
+
+def _train(args, env: _Distributed, train_dir: Path, val_dir: Path, class_names: List[str]) -> Dict[str, float]:
+    output: Path = args.output
+    if env.main:
+        output.mkdir(parents=True, exist_ok=True)
+    env.barrier()
+    torch.manual_seed(args.seed)
+
+    pretrained = args.pretrained or args.weights is not None
+    overlay = dict(file=args.weights) if args.weights else None
+    drop_path = VARIANTS[args.model].drop_path_rate if args.drop_path is None else args.drop_path
+    model = timm.create_model(
+        args.model,
+        pretrained=pretrained,
+        pretrained_cfg_overlay=overlay,
+        num_classes=len(class_names),
+        drop_path_rate=drop_path,
+    )
+    data_cfg = resolve_data_config(model=model)
+    if args.img_size:
+        data_cfg['input_size'] = (3, args.img_size, args.img_size)
+    aa = None if args.no_aug or args.aa == 'none' else args.aa
+    train_tf = create_transform(**data_cfg, is_training=not args.no_aug, auto_augment=aa)
+    eval_tf = create_transform(**data_cfg, is_training=False)
+    train_set = SkippingImageFolder(train_dir, train_tf, record_dir=output)
+    val_set = SkippingImageFolder(
+        val_dir, eval_tf, class_map={c: i for i, c in enumerate(class_names)}, record_dir=output
+    )
+    global_batch = args.batch_size * env.world_size
+    if len(train_set) < global_batch:
+        raise ValueError(
+            f'{len(train_set)} training images are fewer than one global batch ({global_batch}): lower --batch-size'
+        )
+    sampler = DistributedSampler(
+        train_set, num_replicas=env.world_size, rank=env.rank, shuffle=True, seed=args.seed, drop_last=True
+    )
+    loader_kw = dict(num_workers=args.workers, pin_memory=env.device.type == 'cuda', persistent_workers=False)
+    train_loader = DataLoader(train_set, batch_size=args.batch_size, sampler=sampler, drop_last=True, **loader_kw)
+    val_loader = DataLoader(val_set, batch_size=args.batch_size, shuffle=False, **loader_kw)
+
+    model.to(env.device)
+    if args.sync_bn and env.world_size > 1:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    lr = args.lr if args.lr is not None else 6e-3 * global_batch / 2048
+    optimizer = create_optimizer_v2(model, 'adamw', lr=lr, weight_decay=args.weight_decay, layer_decay=args.layer_decay)
+    warmup = args.warmup_epochs if args.warmup_epochs is not None else args.epochs * 20 / 300
+    scheduler, _ = create_scheduler_v2(
+        optimizer,
+        'cosine',
+        num_epochs=args.epochs,
+        warmup_epochs=math.ceil(warmup),
+        warmup_lr=min(1e-6, lr),
+        min_lr=min(args.min_lr, lr),
+        step_on_epochs=False,
+        updates_per_epoch=len(train_loader),
+    )
+    ema = ModelEmaV3(model, decay=args.ema_decay, use_warmup=True) if args.ema_decay > 0 else None
+    use_amp = env.device.type == 'cuda' and not args.no_amp
+    scaler = NativeScaler() if use_amp else None
+    autocast = (lambda: torch.autocast('cuda', dtype=torch.float16)) if use_amp else nullcontext
+    mixup = None
+    if args.mixup > 0 or args.cutmix > 0:
+        mixup = Mixup(
+            mixup_alpha=args.mixup,
+            cutmix_alpha=args.cutmix,
+            label_smoothing=args.smoothing,
+            num_classes=len(class_names),
+        )
+    train_loss_fn = SoftTargetCrossEntropy() if mixup else LabelSmoothingCrossEntropy(args.smoothing)
+    ddp_model = model
+    if env.world_size > 1:
+        ddp_model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[env.device.index] if env.device.type == 'cuda' else None
+        )
+
+    start_epoch, history, best = 0, [], {'val_top1': -1.0, 'epoch': -1}
+    if args.resume is not None:
+        state = read_checkpoint(args.resume)
+        model.load_state_dict(state['state_dict'])
+        optimizer.load_state_dict(state['optimizer'])
+        scheduler.load_state_dict(state['scheduler'])
+        if ema is not None and 'state_dict_ema' in state:
+            ema.module.load_state_dict(state['state_dict_ema'])
+        if scaler is not None and state.get('scaler'):
+            scaler.load_state_dict(state['scaler'])
+        start_epoch, history, best = state['epoch'] + 1, list(state['history']), dict(state['best'])
+        _set_rng_state(state['rng'])
+        if env.main:
+            _logger.info('resumed from %s: epoch %d of %d done', args.resume, start_epoch, args.epochs)
+
+    num_updates = start_epoch * len(train_loader)
+    result = {}
+    for epoch in range(start_epoch, args.epochs):
+        _seed_epoch(args.seed, epoch, env.rank)
+        sampler.set_epoch(epoch)
+        ddp_model.train()
+        if args.freeze_bn:
+            _freeze_bn(ddp_model)
+        start, seen, loss_sum = time.perf_counter(), 0, torch.zeros((), device=env.device)
+        progress = tqdm(
+            train_loader,
+            desc=f'epoch {epoch + 1}/{args.epochs}',
+            disable=args.no_progress or not env.main,
+            leave=True,
+            dynamic_ncols=True,
+        )
+        for step, (images, targets) in enumerate(progress):
+            images, targets = images.to(env.device, non_blocking=True), targets.to(env.device, non_blocking=True)
+            if mixup is not None:
+                images, targets = mixup(images, targets)
+            with autocast():
+                loss = train_loss_fn(ddp_model(images), targets)
+            optimizer.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler(loss, optimizer, clip_grad=args.clip_grad, parameters=model.parameters())
+            else:
+                loss.backward()
+                if args.clip_grad:
+                    nn.utils.clip_grad_norm_(model.parameters(), args.clip_grad)
+                optimizer.step()
+            num_updates += 1
+            scheduler.step_update(num_updates)
+            if ema is not None:
+                ema.update(model, step=num_updates)
+            loss_sum += loss.detach() * images.shape[0]
+            seen += images.shape[0]
+            if env.main and step % 5 == 0:
+                rate = seen * env.world_size / (time.perf_counter() - start)
+                progress.set_postfix(
+                    loss=f'{loss.item():.3f}', lr=f'{optimizer.param_groups[0]["lr"]:.2e}', img_s=f'{rate:.0f}'
+                )
+        if env.world_size > 1:
+            dist.all_reduce(loss_sum)
+        epoch_time = time.perf_counter() - start
+        train_loss = loss_sum.item() / (seen * env.world_size)
+
+        if env.main:
+            eval_model = ema.module if ema is not None else model
+            metrics = evaluate(eval_model, val_loader, env.device, len(class_names), autocast=autocast)
+            row = dict(
+                epoch=epoch + 1,
+                train_loss=round(train_loss, 6),
+                lr=optimizer.param_groups[0]['lr'],
+                val_loss=round(metrics['loss'], 6),
+                val_top1=round(metrics['top1'], 4),
+                val_top5=round(metrics['top5'], 4),
+                epoch_time_s=round(epoch_time, 2),
+                train_img_per_s=round(seen * env.world_size / epoch_time, 1),
+            )
+            history.append(row)
+            is_best = row['val_top1'] > best['val_top1']
+            if is_best:
+                best = {'val_top1': row['val_top1'], 'epoch': epoch + 1}
+            state = {
+                'arch': args.model,
+                'epoch': epoch,
+                'class_names': class_names,
+                'img_size': data_cfg['input_size'][-1],
+                'args': {k: str(v) for k, v in vars(args).items()},
+                'state_dict': model.state_dict(),
+                'optimizer': optimizer.state_dict(),
+                'scheduler': scheduler.state_dict(),
+                'scaler': scaler.state_dict() if scaler is not None else {},
+                'rng': _rng_state(),
+                'history': history,
+                'best': best,
+                'metrics': row,
+            }
+            if ema is not None:
+                state['state_dict_ema'] = ema.module.state_dict()
+            save_atomic(state, output / 'last.pth')
+            if is_best:
+                save_atomic(state, output / 'best.pth')
+            _write_metrics(history, output)
+            tqdm.write(
+                f'epoch {epoch + 1}: train loss {train_loss:.4f}, val loss {row["val_loss"]:.4f}, '
+                f'top-1 {row["val_top1"]:.2f}, top-5 {row["val_top5"]:.2f}'
+                f'{" (best)" if is_best else ""}',
+                file=sys.stderr,
+            )
+            result = row
+        env.barrier()
+
+    if env.world_size > 1:  # DDP keeps replicas in step; say so, checked
+        checksum = torch.stack([p.detach().double().sum() for p in model.parameters()]).sum().reshape(1)
+        sums = [torch.zeros_like(checksum) for _ in range(env.world_size)]
+        dist.all_gather(sums, checksum)
+        if env.main:
+            agree = all(torch.equal(s, sums[0]) for s in sums)
+            _logger.info('parameters %s on all %d processes', 'identical' if agree else 'DIFFER', env.world_size)
+    if env.main:
+        skipped = skipped_images(output)
+        if skipped:
+            _logger.warning('skipped %d unreadable image(s), listed in %s', len(skipped), output / 'skipped_images.txt')
+        _logger.info('best top-1 %.2f at epoch %d; checkpoints in %s', best['val_top1'], best['epoch'], output)
+    return result
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,12 @@
+#!/usr/bin/env python
+"""Same as ``emo train ...``, for checkouts that are not pip-installed (``python scripts/train.py --help``)."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from emo.cli import main  # noqa: E402
+
+if __name__ == '__main__':
+    sys.exit(main(['train', *sys.argv[1:]]))
