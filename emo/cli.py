@@ -110,21 +110,19 @@ def main(argv: Optional[List[str]] = None) -> int:
     if argv and argv[0] in _DELEGATED:
         import importlib
 
-        try:
-            importlib.import_module(_DELEGATED[argv[0]]).main(argv[1:])
-        except (CheckpointError, WeightsUnavailableError, OSError, ValueError) as e:
-            print(f'emo {argv[0]}: error: {e}', file=sys.stderr)
-            return 1
-        return 0
-    args = build_parser().parse_args(argv)
-    if getattr(args, 'runs', 1) < 1 or getattr(args, 'top_k', 1) < 1:
-        print('emo: error: --runs and --top-k must be at least 1', file=sys.stderr)
-        return 2
+        command, run = argv[0], lambda: importlib.import_module(_DELEGATED[argv[0]]).main(argv[1:])
+    else:
+        args = build_parser().parse_args(argv)
+        if getattr(args, 'runs', 1) < 1 or getattr(args, 'top_k', 1) < 1:
+            print('emo: error: --runs and --top-k must be at least 1', file=sys.stderr)
+            return 2
+        command, run = args.command, lambda: args.func(args)
     try:
-        return args.func(args)
+        run()
     except (CheckpointError, WeightsUnavailableError, OSError, ValueError) as e:
-        print(f'emo {args.command}: error: {e}', file=sys.stderr)
+        print(f'emo {command}: error: {e}', file=sys.stderr)
         return 1
+    return 0
 
 
 if __name__ == '__main__':

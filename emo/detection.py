@@ -11,7 +11,6 @@ from collections import OrderedDict
 from functools import partial
 from typing import Callable, Dict, List, Optional, Sequence, Union
 
-import timm
 import torch
 import torch.nn as nn
 from torchvision.models.detection import FasterRCNN, RetinaNet
@@ -22,7 +21,7 @@ from torchvision.models.detection.ssdlite import SSDLiteHead
 from torchvision.ops.feature_pyramid_network import ExtraFPNBlock, LastLevelMaxPool, LastLevelP6P7
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-from .model import EMO
+from .model import EMO, create_with_weights
 from .variants import VARIANTS
 
 __all__ = ['emo_body', 'freeze_batch_norm', 'fpn_backbone', 'retinanet', 'fasterrcnn', 'ssdlite', 'SSDLiteBackbone']
@@ -40,9 +39,7 @@ def _widths(model_name: str) -> Sequence[int]:
 
 def _pretrained_model(model_name: str, pretrained_backbone: Union[bool, str]) -> EMO:
     _widths(model_name)
-    if isinstance(pretrained_backbone, str):  # a checkpoint file in any layout emo loads
-        return timm.create_model(model_name, pretrained=True, pretrained_cfg_overlay=dict(file=pretrained_backbone))
-    return timm.create_model(model_name, pretrained=bool(pretrained_backbone))
+    return create_with_weights(model_name, pretrained_backbone)
 
 
 def emo_body(model_name: str = 'emo_2m', pretrained_backbone: Union[bool, str] = False) -> nn.Sequential:

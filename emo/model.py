@@ -10,6 +10,7 @@ strides 4/8/16/32 whose first block downsamples, a LayerNorm over channels, aver
 classifier. Official checkpoints are converted on load by :func:`checkpoint_filter_fn`.
 """
 
+import os
 from typing import Dict, List, Optional, Tuple, Type, Union
 
 import torch
@@ -26,7 +27,7 @@ from . import hub
 from .irmb import IRMB
 from .variants import VARIANTS
 
-__all__ = ['EMO', 'checkpoint_filter_fn']
+__all__ = ['EMO', 'checkpoint_filter_fn', 'create_with_weights']
 
 MIN_INPUT_SIZE = 32  # one stage-4 pixel at stride 32
 GLOBAL_POOL_TYPES = ('', 'avg', 'max', 'avgmax')
@@ -453,3 +454,14 @@ def emo_5m(pretrained: bool = False, **kwargs) -> EMO:
 def emo_6m(pretrained: bool = False, **kwargs) -> EMO:
     """EMO-6M: 6.17M params, 0.96 GFLOPs, 79.0% ImageNet-1k top-1 (official weights)."""
     return _create_emo('emo_6m', pretrained, **_variant_args('emo_6m', kwargs))
+
+
+def create_with_weights(model_name: str, weights: Union[bool, str, os.PathLike] = False, **kwargs) -> nn.Module:
+    """``timm.create_model`` for an EMO whose weights are False (random), True (the released weights, see
+    docs/weights.md) or the path of a checkpoint file in any layout emo loads; ``kwargs`` go to timm."""
+    import timm
+
+    if isinstance(weights, (str, os.PathLike)):
+        overlay = dict(kwargs.pop('pretrained_cfg_overlay', None) or {}, file=os.fspath(weights))
+        return timm.create_model(model_name, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
+    return timm.create_model(model_name, pretrained=bool(weights), **kwargs)

@@ -3,21 +3,18 @@
 import os
 from typing import List, Optional, Sequence, Tuple
 
-import timm
 import torch
 from PIL import Image, UnidentifiedImageError
 from timm.data import ImageNetInfo, create_transform, resolve_data_config
+
+from .model import create_with_weights
 
 __all__ = ['load_classifier', 'predict_images']
 
 
 def load_classifier(model_name: str, weights: Optional[str] = None) -> torch.nn.Module:
     """A pretrained EMO in eval mode: from ``weights`` (any accepted checkpoint file) or the default source."""
-    if weights is not None:
-        model = timm.create_model(model_name, pretrained=True, pretrained_cfg_overlay=dict(file=weights))
-    else:
-        model = timm.create_model(model_name, pretrained=True)
-    return model.eval()
+    return create_with_weights(model_name, weights if weights is not None else True).eval()
 
 
 def _open_rgb(path: str) -> Image.Image:

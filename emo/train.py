@@ -8,7 +8,8 @@ Built from timm's training pieces: ``create_dataset`` (folder indexing), ``creat
   the same global batches as one process, and a resumed run the same batches as an uninterrupted one;
 * checkpoints are written to a temporary file and renamed over ``last.pth`` / ``best.pth`` (timm's
   ``CheckpointSaver`` deletes the old file before renaming, so a kill at that moment leaves none), and they hold
-  everything a resume needs: model, EMA, optimizer, scheduler, AMP scaler, epoch and RNG states.
+  everything a resume needs: model, EMA, optimizer, scheduler, AMP scaler and epoch (random number generators are
+  seeded from the seed, the epoch and the rank at the start of every epoch, so they need no saving).
 
 Defaults follow the official ImageNet recipe (AdamW, lr 6e-3 at batch 2048 scaled linearly to the global batch,
 weight decay 0.05, cosine schedule with 20/300 of the epochs as warm-up, EMA 0.9998, label smoothing 0.1,
@@ -28,7 +29,6 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 import numpy as np
-import timm
 import torch
 import torch.distributed as dist
 import torch.nn as nn
@@ -43,6 +43,7 @@ from tqdm import tqdm
 from .checkpoint import read_checkpoint
 from .data import SkippingImageFolder, check_image_folders, skipped_images
 from .evaluate import evaluate
+from .model import create_with_weights
 from .variants import VARIANTS
 
 __all__ = ['main', 'build_parser', 'save_atomic']
@@ -128,27 +129,9 @@ def save_atomic(obj: object, path: Path) -> None:
             tmp.unlink()
 
 
-def _rng_state() -> dict:
-    np_state = np.random.get_state()
-    return {
-        'torch': torch.get_rng_state(),
-        'cuda': torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        'numpy': [np_state[0], torch.from_numpy(np_state[1].copy()), *np_state[2:]],
-        'python': [list(x) if isinstance(x, tuple) else x for x in random.getstate()],
-    }
-
-
-def _set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state['torch'])
-    if state['cuda'] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state['cuda'])
-    kind, keys, *rest = state['numpy']
-    np.random.set_state((kind, keys.numpy(), *rest))
-    random.setstate(tuple(tuple(x) if isinstance(x, list) else x for x in state['python']))
-
-
 def _seed_epoch(seed: int, epoch: int, rank: int) -> None:
-    # every epoch starts from its own seed: a resumed run repeats the uninterrupted one's augmentations
+    # every epoch starts from its own seed (all RNGs, before any draw): a resumed run repeats the uninterrupted
+    # one's data order and augmentations without storing RNG states
     s = seed + 1009 * epoch + 100003 * rank
     random.seed(s)
     np.random.seed(s % 2**32)
@@ -215,15 +198,9 @@ def _train(args, env: _Distributed, train_dir: Path, val_dir: Path, class_names:
     env.barrier()
     torch.manual_seed(args.seed)
 
-    pretrained = args.pretrained or args.weights is not None
-    overlay = dict(file=args.weights) if args.weights else None
     drop_path = VARIANTS[args.model].drop_path_rate if args.drop_path is None else args.drop_path
-    model = timm.create_model(
-        args.model,
-        pretrained=pretrained,
-        pretrained_cfg_overlay=overlay,
-        num_classes=len(class_names),
-        drop_path_rate=drop_path,
+    model = create_with_weights(
+        args.model, args.weights or args.pretrained, num_classes=len(class_names), drop_path_rate=drop_path
     )
     data_cfg = resolve_data_config(model=model)
     if args.img_size:
@@ -293,7 +270,6 @@ def _train(args, env: _Distributed, train_dir: Path, val_dir: Path, class_names:
         if scaler is not None and state.get('scaler'):
             scaler.load_state_dict(state['scaler'])
         start_epoch, history, best = state['epoch'] + 1, list(state['history']), dict(state['best'])
-        _set_rng_state(state['rng'])
         if env.main:
             _logger.info('resumed from %s: epoch %d of %d done', args.resume, start_epoch, args.epochs)
 
@@ -370,7 +346,6 @@ def _train(args, env: _Distributed, train_dir: Path, val_dir: Path, class_names:
                 'optimizer': optimizer.state_dict(),
                 'scheduler': scheduler.state_dict(),
                 'scaler': scaler.state_dict() if scaler is not None else {},
-                'rng': _rng_state(),
                 'history': history,
                 'best': best,
                 'metrics': row,

@@ -43,9 +43,9 @@ except ImportError as e:  # pragma: no cover - exercised only without the extra
         'emo.ultralytics needs Ultralytics (AGPL-3.0, an optional extra of emo): pip install -e ".[yolo]"'
     ) from e
 
-import timm
 
 from ..irmb import IRMB
+from ..model import create_with_weights
 from ..variants import VARIANTS
 
 __all__ = ['iRMB', 'C2f_iRMB', 'EMOBackbone', 'cfg', 'configs', 'attention_dim_head', 'CFG_DIR']
@@ -217,11 +217,10 @@ class EMOBackbone(nn.Module):
         self, c1: int, variant: str = 'emo_1m', pretrained: Union[bool, str, Path] = False, drop_path_rate: float = 0.0
     ):
         super().__init__()
-        kwargs: dict = dict(features_only=True, out_indices=(1, 2, 3), in_chans=c1, drop_path_rate=drop_path_rate)
-        if isinstance(pretrained, (str, Path)):
-            kwargs['pretrained_cfg_overlay'] = dict(file=str(pretrained))
         self.variant = variant
-        self.body = timm.create_model(variant, pretrained=bool(pretrained), **kwargs)
+        self.body = create_with_weights(
+            variant, pretrained, features_only=True, out_indices=(1, 2, 3), in_chans=c1, drop_path_rate=drop_path_rate
+        )
         self.channels: List[int] = self.body.feature_info.channels()
         self.strides: List[int] = self.body.feature_info.reduction()
         for module in self.body.modules():
