@@ -1,4 +1,4 @@
-"""The ``emo`` command: zoo, predict, convert, push, train and validate."""
+"""The ``emo`` command: zoo, predict, convert, push, export, bench, train and validate."""
 
 import argparse
 import sys
@@ -21,7 +21,8 @@ def _cmd_zoo(args: argparse.Namespace) -> int:
     rows = zoo_rows(runs=args.runs, warmup=args.warmup, show_progress=not args.no_progress)
     print(format_table(rows))
     print(
-        f'\nlatency: batch 1, 3x224x224, fp32, eager PyTorch {torch.__version__}, {torch.get_num_threads()} '
+        f'\nlatency: fused model (timm.utils.reparameterize_model), batch 1, 3x224x224, fp32, eager PyTorch '
+        f'{torch.__version__}, {torch.get_num_threads()} '
         f'CPU threads, median of {args.runs} runs after {args.warmup} warm-up; accuracy: official ImageNet-1k'
     )
     return 0
@@ -63,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     # listed for --help; their own modules parse their arguments (python -m emo.train, torchrun -m emo.train)
     sub.add_parser('train', help='fine-tune on train/ and val/ class folders (emo train --help)', add_help=False)
     sub.add_parser('validate', help='evaluate a checkpoint on class folders (emo validate --help)', add_help=False)
+    sub.add_parser(
+        'export', help='ONNX / TorchScript / torch.export file of a fused EMO (emo export --help)', add_help=False
+    )
+    sub.add_parser('bench', help='EMO vs the official arithmetic and timm peers (emo bench --help)', add_help=False)
 
     zoo = sub.add_parser('zoo', help='table of EMO variants with latency measured on this machine')
     zoo.add_argument('--runs', type=int, default=30, help='timed forward passes per variant (default 30)')
@@ -102,7 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_DELEGATED = {'train': 'emo.train', 'validate': 'emo.validate'}  # commands with a module of their own
+# commands with a module of their own
+_DELEGATED = {'train': 'emo.train', 'validate': 'emo.validate', 'export': 'emo.export', 'bench': 'emo.benchmark'}
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -21,7 +21,59 @@ import torch.nn as nn
 import torch.nn.functional as F
 from timm.layers import DropPath, LayerNorm2d, SEModule, register_notrace_function
 
-__all__ = ['IRMB', 'GridAttention', 'ConvBnAct', 'grid_partition', 'grid_unpartition']
+from .inference import FusedConv, is_eager
+
+__all__ = [
+    'IRMB',
+    'GridAttention',
+    'ConvBnAct',
+    'grid_partition',
+    'grid_unpartition',
+    'fold_bn_after',
+    'fold_bn_before',
+]
+
+
+@torch.no_grad()
+def fold_bn_after(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
+    """A conv (with bias) computing ``bn(conv(x))`` with ``bn`` in eval mode (its running statistics)."""
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+    fused = _conv_like(conv, bias=True)
+    fused.weight.copy_(conv.weight * scale.reshape(-1, 1, 1, 1))
+    fused.bias.copy_((bias - bn.running_mean) * scale + bn.bias)
+    return fused
+
+
+@torch.no_grad()
+def fold_bn_before(bn: nn.BatchNorm2d, conv: nn.Conv2d) -> nn.Conv2d:
+    """A conv computing ``conv(bn(x))`` with ``bn`` in eval mode; ``conv`` must be an ungrouped 1x1 conv, so no
+    padding sees the BatchNorm's shift."""
+    if conv.kernel_size != (1, 1) or conv.groups != 1:
+        raise ValueError(f'a BatchNorm folds forward only into an ungrouped 1x1 conv, got {conv}')
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    shift = bn.bias - bn.running_mean * scale
+    weight = conv.weight.flatten(1)
+    bias = conv.bias if conv.bias is not None else torch.zeros(conv.out_channels, device=shift.device)
+    fused = _conv_like(conv, bias=True)
+    fused.weight.copy_((weight * scale).reshape_as(conv.weight))
+    fused.bias.copy_(bias + weight @ shift)
+    return fused
+
+
+def _conv_like(conv: nn.Conv2d, bias: bool) -> nn.Conv2d:
+    return nn.Conv2d(
+        conv.in_channels,
+        conv.out_channels,
+        conv.kernel_size,
+        conv.stride,
+        conv.padding,
+        conv.dilation,
+        conv.groups,
+        bias=bias,
+        device=conv.weight.device,
+        dtype=conv.weight.dtype,
+    )
 
 
 @register_notrace_function
@@ -46,13 +98,13 @@ def grid_partition(x: torch.Tensor, window_size: int) -> torch.Tensor:
 
 
 @register_notrace_function
-def grid_unpartition(windows: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Invert :func:`grid_partition` for an image of ``height x width`` and crop the padding away."""
-    G, C, window_size, _ = windows.shape
+def grid_unpartition(windows: torch.Tensor, batch: int, height: int, width: int) -> torch.Tensor:
+    """Invert :func:`grid_partition` for ``batch`` images of ``height x width`` and crop the padding away."""
+    _, C, window_size, _ = windows.shape
     n1 = (height + window_size - 1) // window_size
     n2 = (width + window_size - 1) // window_size
-    x = windows.reshape(G // (n1 * n2), n1, n2, C, window_size, window_size)
-    x = x.permute(0, 3, 4, 1, 5, 2).reshape(-1, C, window_size * n1, window_size * n2)
+    x = windows.reshape(batch, n1, n2, C, window_size, window_size)
+    x = x.permute(0, 3, 4, 1, 5, 2).reshape(batch, C, window_size * n1, window_size * n2)
     return x[:, :, :height, :width]
 
 
@@ -82,19 +134,59 @@ class GridAttention(nn.Module):
         self.window_size = window_size
         self.scale = dim_head**-0.5
         self.qk = nn.Conv2d(dim, dim * 2, kernel_size=1, bias=qk_bias, device=device, dtype=dtype)
+        self.fused_attn = False  # set by fuse()
+
+    def fuse(self) -> 'GridAttention':
+        """Switch to the inference path (idempotent); returns ``self``."""
+        self.fused_attn = True
+        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        height, width = x.shape[-2], x.shape[-1]
+        if self.fused_attn:
+            return self._forward_tokens(x)
+        batch, height, width = x.shape[0], x.shape[2], x.shape[3]
         windows = grid_partition(x, self.window_size)
-        num_tokens = self.window_size * self.window_size
-        qk = self.qk(windows).reshape(-1, 2, self.num_heads, self.dim_head, num_tokens)
+        # explicit sizes, no -1: torch.export then keeps batch, height and width symbolic
+        num_windows, num_tokens = windows.shape[0], self.window_size * self.window_size
+        qk = self.qk(windows).reshape(num_windows, 2, self.num_heads, self.dim_head, num_tokens)
         q = qk[:, 0].transpose(-1, -2)  # (G, heads, N, dim_head)
         k = qk[:, 1]  # (G, heads, dim_head, N): already transposed for q @ k^T
-        v = windows.reshape(-1, self.num_heads, self.dim_head, num_tokens).transpose(-1, -2)
+        v = windows.reshape(num_windows, self.num_heads, self.dim_head, num_tokens).transpose(-1, -2)
         # scale after the product, as the released model does, to stay bit-close to it
         attn = ((q @ k) * self.scale).softmax(dim=-1)
         out = (attn @ v).transpose(-1, -2).reshape(windows.shape)
-        return grid_unpartition(out, height, width)
+        return grid_unpartition(out, batch, height, width)
+
+    @torch.jit.unused
+    def _few_heads(self, num_windows: int) -> bool:
+        # eager CPU: below ~64 window-heads the fused kernel's setup costs more than it saves (measured on 2 cores)
+        return is_eager() and num_windows * self.num_heads < 64
+
+    def _forward_tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """The same attention computed token-major: windows as (G, N, C) rows, qk as one matmul, and heads whose
+        last dim is contiguous, which is the layout channels-last maps already have and the one
+        ``scaled_dot_product_attention``'s fused CPU and GPU kernels take. Used after :meth:`fuse`."""
+        batch, channels, height, width = x.shape
+        ws = self.window_size
+        pad_b = (ws - height % ws) % ws
+        pad_r = (ws - width % ws) % ws
+        n1 = (height + pad_b) // ws
+        n2 = (width + pad_r) // ws
+        num_windows, num_tokens = batch * n1 * n2, ws * ws
+        tokens = F.pad(x.permute(0, 2, 3, 1), [0, 0, 0, pad_r, 0, pad_b])  # (B, H, W, C); free for channels-last
+        windows = tokens.reshape(batch, ws, n1, ws, n2, channels).permute(0, 2, 4, 1, 3, 5)
+        windows = windows.reshape(num_windows, num_tokens, channels)
+        qk = F.linear(windows, self.qk.weight.reshape(2 * channels, channels), self.qk.bias)
+        qk = qk.reshape(num_windows, num_tokens, 2, self.num_heads, self.dim_head).permute(2, 0, 3, 1, 4)
+        v = windows.reshape(num_windows, num_tokens, self.num_heads, self.dim_head).transpose(1, 2)
+        if not torch.jit.is_scripting() and self._few_heads(num_windows):
+            attn = (qk[0] @ qk[1].transpose(-1, -2) * self.scale).softmax(dim=-1)
+            out = attn @ v
+        else:
+            out = F.scaled_dot_product_attention(qk[0], qk[1], v, scale=self.scale)
+        out = out.transpose(1, 2).reshape(batch, n1, n2, ws, ws, channels).permute(0, 3, 1, 4, 2, 5)
+        out = out.reshape(batch, n1 * ws, n2 * ws, channels)[:, :height, :width]
+        return out.permute(0, 3, 1, 2)
 
 
 class ConvBnAct(nn.Module):
@@ -121,6 +213,10 @@ class ConvBnAct(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.bn(self.conv(x)))
+
+    def fuse(self) -> FusedConv:
+        """The layer for inference: one :class:`~emo.inference.FusedConv` with the BatchNorm folded in."""
+        return FusedConv.from_conv(fold_bn_after(self.conv, self.bn), self.act)
 
 
 class IRMB(nn.Module):
@@ -194,16 +290,44 @@ class IRMB(nn.Module):
         self.proj = nn.Conv2d(mid_chs, out_chs, kernel_size=1, bias=False, **dd)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
+    def fuse(self) -> 'IRMB':
+        """Fuse for inference (idempotent; returns ``self``, as ``timm.utils.reparameterize_model`` expects).
+
+        The input BatchNorm folds into the 1x1 ``v`` conv of blocks without attention (attention blocks use
+        LayerNorm and take the normalised map itself as values, so nothing folds there), the depthwise conv
+        takes in its BatchNorm, and every conv becomes a :class:`~emo.inference.FusedConv` that applies its
+        activation itself. Outputs match the unfused block to fp32 rounding.
+        """
+        if isinstance(self.v, nn.Conv2d):
+            v = self.v
+            if isinstance(self.norm, nn.BatchNorm2d) and isinstance(self.attn, nn.Identity):
+                v = fold_bn_before(self.norm, v)
+                self.norm = nn.Identity()
+            self.v = FusedConv.from_conv(v, self.act)
+            self.act = nn.Identity()
+        if isinstance(self.conv_local, ConvBnAct):
+            self.conv_local = self.conv_local.fuse()
+        if isinstance(self.proj, nn.Conv2d):
+            self.proj = FusedConv.from_conv(self.proj)
+        if isinstance(self.attn, GridAttention):
+            self.attn.fuse()
+        return self
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x
         x = self.norm(x)
         x = self.attn(x)
         x = self.act(self.v(x))
+        # without autograd the residual sums go into the fresh conv outputs: on small CPUs a new large map costs
+        # more in page faults than the add itself
+        inplace = not torch.is_grad_enabled()
         if self.has_skip:
-            x = x + self.se(self.conv_local(x))
+            y = self.se(self.conv_local(x))
+            x = y.add_(x) if inplace else x + y
         else:
             x = self.se(self.conv_local(x))
         x = self.proj(x)
         if self.has_skip:
-            x = shortcut + self.drop_path(x)
+            x = self.drop_path(x)
+            x = x.add_(shortcut) if inplace else shortcut + x
         return x

@@ -24,7 +24,8 @@ from timm.models._manipulate import checkpoint_seq
 
 from . import checkpoint as ckpt
 from . import hub
-from .irmb import IRMB
+from .inference import FusedConv, run_in_slices
+from .irmb import IRMB, fold_bn_after
 from .variants import VARIANTS
 
 __all__ = ['EMO', 'checkpoint_filter_fn', 'create_with_weights']
@@ -61,7 +62,9 @@ class Stem(nn.Module):
         super().__init__()
         dd = {'device': device, 'dtype': dtype}
         self.in_chans = in_chans
+        self.out_chs = out_chs
         self.min_input_size = MIN_INPUT_SIZE
+        self.channels_last = False  # set by fuse()
         self.conv = nn.Conv2d(in_chans, out_chs, kernel_size=3, stride=2, padding=1, bias=True, **dd)
         self.bn = nn.BatchNorm2d(out_chs, eps=1e-6, **dd)
         self.block = IRMB(
@@ -69,8 +72,29 @@ class Stem(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(x, self.in_chans, self.min_input_size)
+        if not torch.jit.is_tracing():  # a trace would bake the checks in as constants, with warnings
+            check_input(x, self.in_chans, self.min_input_size)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+            if not torch.jit.is_scripting():
+                # three half-resolution maps of out_chs floats live at once: 4 bytes for every 4 input pixels
+                return run_in_slices(self._forward, x, 3 * self.out_chs)
+        return self._forward(x)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.block(self.bn(self.conv(x)))
+
+    def fuse(self) -> 'Stem':
+        """Fold the BatchNorm into the stem conv and run the network channels-last (idempotent).
+
+        On CPU, oneDNN's 1x1 and depthwise convs are several times faster on NHWC maps; every later layer
+        keeps the layout it is given.
+        """
+        if isinstance(self.bn, nn.BatchNorm2d):
+            self.conv = FusedConv.from_conv(fold_bn_after(self.conv, self.bn))
+            self.bn = nn.Identity()
+        self.channels_last = True
+        return self
 
 
 class EmoStage(nn.Module):
@@ -121,11 +145,24 @@ class EmoStage(nn.Module):
                 IRMB(out_chs, out_chs, exp_ratio=exp_ratio, dim_head=dim_head, drop_path=drop_path_rates[i], **common)
             )
         self.blocks = nn.Sequential(*blocks)
+        # bytes per input pixel of the widest map inside the stage (the first block's expansion); set by fuse()
+        self.split_bytes_per_pixel = 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.grad_checkpointing and not torch.jit.is_scripting():
             return checkpoint_seq(self.blocks, x)
+        if not torch.jit.is_scripting() and self.split_bytes_per_pixel:
+            return run_in_slices(self.blocks, x, self.split_bytes_per_pixel)
         return self.blocks(x)
+
+    def fuse(self) -> 'EmoStage':
+        """Let eager CPU inference run large batches through the stage in slices (idempotent).
+
+        The blocks themselves are fused by their own ``fuse()``; see :func:`emo.inference.run_in_slices`.
+        """
+        first = self.blocks[0]
+        self.split_bytes_per_pixel = 4 * (first.v.out_channels if isinstance(first.v, nn.Conv2d) else first.v.out_chs)
+        return self
 
 
 class EMO(nn.Module):

@@ -6,6 +6,7 @@ from typing import Dict, List, Optional
 
 import timm
 import torch
+from timm.utils import reparameterize_model
 from tqdm import tqdm
 
 from .hub import released_weights
@@ -49,7 +50,8 @@ def zoo_rows(runs: int = 30, warmup: int = 5, show_progress: bool = True) -> Lis
     ) as progress:
         for name, variant in VARIANTS.items():
             model = timm.create_model(name)
-            times = measure_latency(model, warmup=warmup, runs=runs, progress=progress)
+            # the inference path users deploy: BatchNorm folded, fused kernels (docs/deploy.md)
+            times = measure_latency(reparameterize_model(model.eval()), warmup=warmup, runs=runs, progress=progress)
             rows.append(
                 dict(
                     model=name,

@@ -1,0 +1,233 @@
+"""Export EMO for deployment: ONNX, TorchScript and ``torch.export`` programs (``emo export``).
+
+The model is fused first (``timm.utils.reparameterize_model``: BatchNorm folded into the convs, attention in
+token-major layout), unless asked not to; fused layers export as plain convolutions. Every export is checked
+after writing: the file is loaded back with its own runtime (ONNX Runtime, ``torch.jit.load``,
+``torch.export.load``) and its outputs compared with the PyTorch model's, at the export size and, for dynamic
+exports, at a second batch size and image size. Files are written beside their destination and moved into
+place only when complete; an existing file is never replaced unless ``overwrite`` is given.
+"""
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Tuple
+
+import torch
+import torch.nn as nn
+
+from .variants import VARIANTS
+
+__all__ = ['FORMATS', 'export_onnx', 'export_torchscript', 'export_program', 'export_model', 'main']
+
+FORMATS = {'onnx': '.onnx', 'torchscript': '.pt', 'program': '.pt2'}
+ONNX_OPSET = 17  # LayerNormalization is an ONNX op from 17 on
+TOLERANCE = 1e-4
+
+
+@contextmanager
+def _atomic_path(path: Path, overwrite: bool) -> Iterator[Path]:
+    """A temporary path beside ``path`` that becomes ``path`` when the block succeeds."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f'{path} exists; pass overwrite=True (emo export --overwrite) to replace it')
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.partial', dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _example(batch: int, img_size: Tuple[int, int]) -> torch.Tensor:
+    return torch.randn(batch, 3, *img_size, generator=torch.Generator().manual_seed(0))
+
+
+def _check_sizes(img_size: Tuple[int, int], dynamic: bool) -> List[Tuple[int, int, int]]:
+    sizes = [(1, *img_size)]
+    if dynamic:
+        sizes.append((2, img_size[0] + 32, max(32, img_size[1] - 32)))
+    return sizes
+
+
+def _compare(model: nn.Module, run, sizes) -> Dict[str, float]:
+    diffs = {}
+    for batch, h, w in sizes:
+        x = _example(batch, (h, w))
+        with torch.inference_mode():
+            expected = model(x)
+        got = torch.as_tensor(run(x))
+        diffs[f'{batch}x3x{h}x{w}'] = (got - expected).abs().max().item()
+    worst = max(diffs.values())
+    if not worst <= TOLERANCE:
+        raise RuntimeError(f'the exported model differs from PyTorch by {worst:.3g} (> {TOLERANCE}): {diffs}')
+    return diffs
+
+
+def export_onnx(
+    model: nn.Module,
+    path,
+    img_size=224,
+    dynamic: bool = False,
+    opset: int = ONNX_OPSET,
+    overwrite: bool = True,
+    check: bool = True,
+) -> Dict[str, float]:
+    """Write ``model`` (eval mode) as ONNX; input ``images`` (N, 3, H, W), output ``logits``.
+
+    ``dynamic`` makes batch, height and width dynamic axes. With ``check`` the file is run in ONNX Runtime and
+    compared with PyTorch; returns the largest absolute difference per checked input shape.
+    """
+    img_size = _pair(img_size)
+    model = model.eval()
+    axes = {'images': {0: 'batch', 2: 'height', 3: 'width'}, 'logits': {0: 'batch'}} if dynamic else None
+    with _atomic_path(Path(path), overwrite) as tmp:
+        with torch.no_grad(), warnings.catch_warnings():
+            # the TorchScript-based exporter, on purpose: it keeps the window padding arithmetic symbolic in H and W
+            warnings.filterwarnings('ignore', category=DeprecationWarning)
+            torch.onnx.export(
+                model,
+                (_example(1, img_size),),
+                str(tmp),
+                input_names=['images'],
+                output_names=['logits'],
+                dynamic_axes=axes,
+                opset_version=opset,
+                dynamo=False,
+            )
+        if not check:
+            return {}
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(str(tmp), providers=['CPUExecutionProvider'])
+        return _compare(model, lambda x: session.run(None, {'images': x.numpy()})[0], _check_sizes(img_size, dynamic))
+
+
+def export_torchscript(model: nn.Module, path, img_size=224, overwrite: bool = True, check: bool = True):
+    """Script ``model`` with TorchScript (shapes stay free) and save it; checked with ``torch.jit.load``."""
+    img_size = _pair(img_size)
+    scripted = torch.jit.script(model.eval())
+    with _atomic_path(Path(path), overwrite) as tmp:
+        torch.jit.save(scripted, str(tmp))
+        if not check:
+            return {}
+        loaded = torch.jit.load(str(tmp))
+        return _compare(model, loaded, _check_sizes(img_size, True))
+
+
+def export_program(model: nn.Module, path, img_size=224, dynamic: bool = False, overwrite: bool = True, check=True):
+    """Save a ``torch.export`` program (``.pt2``). ``dynamic`` makes the batch size dynamic (from 1 to 1024);
+    height and width stay those of the export (the window partition's padding arithmetic does not yet export
+    symbolically)."""
+    img_size = _pair(img_size)
+    model = model.eval()
+    dynamic_shapes = {'x': {0: torch.export.Dim('batch', min=1, max=1024)}} if dynamic else None
+    # an example batch of 2: torch.export would specialise a batch of 1 to the constant 1
+    program = torch.export.export(model, (_example(2 if dynamic else 1, img_size),), dynamic_shapes=dynamic_shapes)
+    with _atomic_path(Path(path), overwrite) as tmp:
+        torch.export.save(program, str(tmp))
+        if not check:
+            return {}
+        loaded = torch.export.load(str(tmp)).module()
+        sizes = [(1, *img_size)] + ([(3, *img_size)] if dynamic else [])
+        return _compare(model, loaded, sizes)
+
+
+def onnx_latency(path, img_size=224, batch: int = 1, threads: int = 0, runs: int = 50, warmup: int = 5) -> float:
+    """Median milliseconds of one ONNX Runtime call (CPU, all graph optimisations)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = ort.InferenceSession(str(path), options, providers=['CPUExecutionProvider'])
+    x = _example(batch, _pair(img_size)).numpy()
+    times = []
+    for i in range(warmup + runs):
+        start = time.perf_counter()
+        session.run(None, {'images': x})
+        if i >= warmup:
+            times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+def export_model(
+    fmt: str,
+    model_name: str,
+    output=None,
+    weights=True,
+    img_size=224,
+    dynamic: bool = False,
+    fuse: bool = True,
+    overwrite: bool = False,
+) -> Tuple[Path, Dict[str, float]]:
+    """Build ``model_name`` with ``weights`` (True: the released ones, False: random, or a checkpoint path),
+    fuse it, export it as ``fmt`` ('onnx', 'torchscript' or 'program') and check the file."""
+    from timm.utils import reparameterize_model
+
+    from .model import create_with_weights
+
+    if fmt not in FORMATS:
+        raise ValueError(f'unknown export format {fmt!r}; choose one of {sorted(FORMATS)}')
+    model = create_with_weights(model_name, weights).eval()
+    if fuse:
+        model = reparameterize_model(model)
+    path = Path(output) if output else Path(f'{model_name}{FORMATS[fmt]}')
+    if fmt == 'onnx':
+        diffs = export_onnx(model, path, img_size, dynamic=dynamic, overwrite=overwrite)
+    elif fmt == 'torchscript':
+        diffs = export_torchscript(model, path, img_size, overwrite=overwrite)
+    else:
+        diffs = export_program(model, path, img_size, dynamic=dynamic, overwrite=overwrite)
+    return path, diffs
+
+
+def _pair(size) -> Tuple[int, int]:
+    h, w = (size, size) if isinstance(size, int) else tuple(size)
+    if h < 32 or w < 32:
+        raise ValueError(f'image size {h}x{w} is too small: EMO needs at least 32x32')
+    return int(h), int(w)
+
+
+def build_parser(prog: str = 'emo export') -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description='Export a fused EMO as ONNX, TorchScript or torch.export.')
+    p.add_argument('format', choices=sorted(FORMATS), help='onnx, torchscript (.pt) or program (torch.export .pt2)')
+    p.add_argument('--model', default='emo_2m', choices=sorted(VARIANTS))
+    p.add_argument('--weights', default=None, metavar='FILE', help='checkpoint (default: the released weights)')
+    p.add_argument('--random-weights', action='store_true', help='export untrained weights (no download)')
+    p.add_argument('--output', '-o', default=None, help='file to write (default: MODEL.onnx / .pt / .pt2)')
+    p.add_argument('--img-size', type=int, nargs='+', default=[224], metavar='N', help='H [W] (default 224)')
+    p.add_argument('--dynamic', action='store_true', help='dynamic batch (and, for ONNX, height and width)')
+    p.add_argument('--no-fuse', action='store_true', help='export the model as trained, BatchNorm unfolded')
+    p.add_argument('--overwrite', action='store_true', help='replace an existing output file')
+    p.add_argument('--threads', type=int, default=0, help='ONNX Runtime threads for the latency (default: all)')
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    if len(args.img_size) > 2:
+        raise ValueError(f'--img-size takes H or H W, got {args.img_size}')
+    if args.weights and args.random_weights:
+        raise ValueError('--weights and --random-weights exclude each other')
+    weights = args.weights or (False if args.random_weights else True)
+    size = _pair(args.img_size if len(args.img_size) == 2 else args.img_size[0])
+    path, diffs = export_model(
+        args.format, args.model, args.output, weights, size, args.dynamic, not args.no_fuse, args.overwrite
+    )
+    print(f'wrote {path} ({path.stat().st_size / 2**20:.2f} MiB)')
+    for shape, diff in diffs.items():
+        print(f'  max |exported - PyTorch| at {shape}: {diff:.2e}')
+    if args.format == 'onnx':
+        ms = onnx_latency(path, size, threads=args.threads)
+        print(f'  ONNX Runtime latency, batch 1, {size[0]}x{size[1]}: {ms:.2f} ms (median of 50)')
+    return 0

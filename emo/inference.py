@@ -1,0 +1,194 @@
+"""Inference-only layers that ``fuse()`` puts in place of conv + BatchNorm + activation.
+
+:class:`FusedConv` holds one ordinary conv (BatchNorm already folded into its weight and bias) and the name of
+the activation after it. On CPU in eager mode it runs through oneDNN's fused convolution, the kernel that
+``torch.compile`` itself emits for CPU convs: the weight is reordered once into oneDNN's blocked layout (not
+on every call, as plain ``F.conv2d`` does) and the activation is applied while the output is still in cache.
+Everywhere else (GPU, half precision, TorchScript, tracing, ``torch.export``, ONNX export, ``torch.compile``)
+it is a plain ``F.conv2d`` followed by the activation, so fused models export and compile like any other.
+"""
+
+import weakref
+from typing import Callable, Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+__all__ = ['FusedConv', 'is_eager', 'onednn_available', 'run_in_slices', 'SLICE_BYTES']
+
+_ACTIVATIONS = ('', 'silu', 'gelu')
+# oneDNN post-op names (and GELU's algorithm: 'none' is the exact erf form nn.GELU() computes)
+_ONEDNN_ATTR = {'': ('none', ''), 'silu': ('swish', ''), 'gelu': ('gelu', 'none')}
+
+
+# Largest map a sliced batch may produce. Maps beyond glibc's mmap threshold (at most 32 MiB) come fresh from the
+# kernel on every call and cost a page fault per 4 KiB, which on a small CPU takes longer than the conv itself.
+SLICE_BYTES = 8 << 20
+
+
+def onednn_available() -> bool:
+    """True when this torch build has oneDNN's fused CPU convolution."""
+    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, '_convolution_pointwise')
+
+
+# FusedConv -> (its weight tensor, that tensor's version counter, {input shape: oneDNN copy}); weak, so the copies
+# go with their layers, and outside the module, so deepcopy, pickling and state_dict never meet oneDNN tensors.
+# oneDNN picks the weight layout for an input shape; a copy packed for another shape is re-packed on every call.
+_PACKED: 'weakref.WeakKeyDictionary[nn.Module, tuple]' = weakref.WeakKeyDictionary()
+_MAX_SHAPES = 8
+
+
+def _packed_weight(conv: 'FusedConv', x: torch.Tensor) -> torch.Tensor:
+    weight = conv.weight
+    cached = _PACKED.get(conv)
+    if cached is None or cached[0] is not weight or cached[1] != weight._version:
+        cached = (weight, weight._version, {})
+        _PACKED[conv] = cached
+    by_shape = cached[2]
+    shape = tuple(x.shape)
+    packed = by_shape.get(shape)
+    if packed is None:
+        if len(by_shape) >= _MAX_SHAPES:
+            by_shape.pop(next(iter(by_shape)))
+        packed = torch.ops.mkldnn._reorder_convolution_weight(
+            weight.detach(), list(conv.padding), list(conv.stride), [1, 1], conv.groups, list(shape)
+        )
+        by_shape[shape] = packed
+    return packed
+
+
+def is_eager() -> bool:
+    """True outside every tracer (TorchScript, torch.fx, dynamo / torch.export, the ONNX exporters)."""
+    if torch.jit.is_tracing():  # torch.jit.trace, the TorchScript-based ONNX exporter
+        return False
+    if torch.compiler.is_compiling():  # dynamo, torch.export
+        return False
+    return not torch.fx._symbolic_trace.is_fx_symbolic_tracing()
+
+
+class FusedConv(nn.Module):
+    """``act(conv2d(x, weight, bias))`` for inference, built by :meth:`from_conv`.
+
+    Args:
+        in_chs, out_chs, kernel_size, stride, groups: the conv's shape; padding is ``kernel_size // 2``.
+        act: '' (none), 'silu' or 'gelu' (exact erf form).
+    """
+
+    def __init__(
+        self,
+        in_chs: int,
+        out_chs: int,
+        kernel_size: int = 1,
+        stride: int = 1,
+        groups: int = 1,
+        act: str = '',
+        device=None,
+        dtype=None,
+    ):
+        super().__init__()
+        if act not in _ACTIVATIONS:
+            raise ValueError(f'act must be one of {_ACTIVATIONS}, got {act!r}')
+        dd = {'device': device, 'dtype': dtype}
+        self.in_chs = in_chs
+        self.out_chs = out_chs
+        self.stride = (stride, stride)
+        self.padding = (kernel_size // 2, kernel_size // 2)
+        self.groups = groups
+        self.act = act
+        self.weight = nn.Parameter(torch.empty(out_chs, in_chs // groups, kernel_size, kernel_size, **dd))
+        self.bias = nn.Parameter(torch.zeros(out_chs, **dd))
+        self.use_onednn = onednn_available()
+
+    @classmethod
+    @torch.no_grad()
+    def from_conv(cls, conv: nn.Conv2d, act: Optional[nn.Module] = None) -> 'FusedConv':
+        """The conv (symmetric 'same' padding) and the activation module after it as one layer."""
+        k = conv.kernel_size[0]
+        if conv.kernel_size != (k, k) or conv.padding != (k // 2, k // 2) or conv.dilation != (1, 1):
+            raise ValueError(f'FusedConv takes square convs with padding kernel_size // 2, got {conv}')
+        if act is None or isinstance(act, nn.Identity):
+            act_name = ''
+        elif isinstance(act, nn.SiLU):
+            act_name = 'silu'
+        elif isinstance(act, nn.GELU) and act.approximate == 'none':
+            act_name = 'gelu'
+        else:
+            raise ValueError(f'FusedConv takes SiLU, exact GELU or no activation, got {act}')
+        fused = cls(
+            conv.in_channels,
+            conv.out_channels,
+            k,
+            conv.stride[0],
+            conv.groups,
+            act_name,
+            device=conv.weight.device,
+            dtype=conv.weight.dtype,
+        )
+        fused.weight.copy_(conv.weight)
+        if conv.bias is not None:
+            fused.bias.copy_(conv.bias)
+        return fused
+
+    def extra_repr(self) -> str:
+        k = self.weight.shape[-1]
+        return (
+            f'{self.in_chs}, {self.out_chs}, kernel_size={k}, stride={self.stride[0]}, groups={self.groups}, '
+            f'act={self.act!r}'
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_scripting() and self._onednn_applies(x):
+            return self._forward_onednn(x)
+        x = F.conv2d(x, self.weight, self.bias, self.stride, self.padding, 1, self.groups)
+        if self.act == 'silu':
+            x = F.silu(x, inplace=not torch.is_grad_enabled())
+        elif self.act == 'gelu':
+            x = F.gelu(x)
+        return x
+
+    @torch.jit.unused
+    def _onednn_applies(self, x: torch.Tensor) -> bool:
+        # tracer checks first: under torch.fx, x is a proxy whose device cannot be branched on
+        return (
+            self.use_onednn
+            and not torch.is_grad_enabled()
+            and is_eager()
+            and x.device.type == 'cpu'
+            and x.dtype == torch.float32
+        )
+
+    @torch.jit.unused
+    def _forward_onednn(self, x: torch.Tensor) -> torch.Tensor:
+        # oneDNN runs channels-last; EMO's fused stem hands every layer NHWC maps, so this is a no-op there
+        x = x.contiguous(memory_format=torch.channels_last)
+        attr, algorithm = _ONEDNN_ATTR[self.act]
+        return torch.ops.mkldnn._convolution_pointwise(
+            x,
+            _packed_weight(self, x),
+            self.bias,
+            list(self.padding),
+            list(self.stride),
+            [1, 1],
+            self.groups,
+            attr,
+            [],
+            algorithm,
+        )
+
+
+def run_in_slices(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, bytes_per_pixel: int) -> torch.Tensor:
+    """``fn(x)``, computed on slices of the batch when a whole batch would make maps over :data:`SLICE_BYTES`.
+
+    ``bytes_per_pixel`` is the size of the widest map ``fn`` makes, per input pixel of one image. Only eager CPU
+    inference is sliced; with autograd, in traces and exports, and on GPUs this is plainly ``fn(x)``.
+    Slicing only changes which images share a kernel call, so the outputs are the same.
+    """
+    batch = x.shape[0]
+    if torch.is_grad_enabled() or not is_eager() or x.device.type != 'cpu' or batch == 1:
+        return fn(x)
+    per_image = bytes_per_pixel * x.shape[2] * x.shape[3]
+    slice_size = max(1, SLICE_BYTES // per_image)
+    if slice_size >= batch:
+        return fn(x)
+    return torch.cat([fn(part) for part in x.split(slice_size)])

@@ -1,0 +1,81 @@
+"""``emo bench``: its memory counter is exact, its baseline is checked, and a small run writes a full report."""
+
+import json
+
+import pytest
+import timm
+import torch
+
+from emo.benchmark import ActivationMemory, check_agreement, memory_report, time_interleaved
+from emo.checkpoint import to_official_layout
+from emo.cli import main
+from emo.official import official_emo
+
+MIB = 2**20
+
+
+def test_activation_memory_counts_storages_exactly():
+    with ActivationMemory() as mem:
+        a = torch.ones(MIB // 4)  # 1 MiB of float32
+        b = a * 2  # 2 MiB live
+        view = b.view(-1, 2)  # same storage: no new bytes
+        del a  # 1 MiB live
+        c = view + 1  # 2 MiB live again
+        assert mem.current == 2 * MIB
+        del b, view, c
+        assert mem.current == 0
+    assert mem.peak == 2 * MIB
+
+
+def test_grad_checkpointing_uses_less_training_memory():
+    report = memory_report('emo_1m', batch_size=2, img_size=96)
+    assert report['train_mib_checkpointing'] < 0.8 * report['train_mib']
+    assert 0 < report['infer_fused_mib_per_image'] <= report['infer_mib_per_image']
+    # a training step keeps every activation for backward; inference frees them as it goes
+    assert report['infer_mib_per_image'] * report['batch_size'] < report['train_mib']
+
+
+def test_agreement_check_catches_a_wrong_baseline():
+    ours = timm.create_model('emo_1m').eval()
+    official = official_emo('emo_1m', to_official_layout(ours.state_dict()))
+    assert check_agreement(ours, official, 64) <= 1e-4
+    with torch.no_grad():
+        official.stage3[1].qk.conv.bias.add_(1.0)
+    with pytest.raises(RuntimeError, match='disagree'):
+        check_agreement(ours, official, 64)
+
+
+def test_interleaved_rounds_rotate():
+    calls = []
+    times = time_interleaved({n: (lambda n=n: calls.append(n)) for n in 'abc'}, rounds=3, warmup=1)
+    assert calls[:3] == ['a', 'b', 'c']  # warm-up
+    assert calls[3:] == ['a', 'b', 'c', 'b', 'c', 'a', 'c', 'a', 'b']
+    assert {n: len(t) for n, t in times.items()} == {'a': 3, 'b': 3, 'c': 3}
+
+
+def test_small_run_writes_json_markdown_and_plot(tmp_path, capsys):
+    args = ['bench', '--models', 'emo_1m', '--peers', 'mobilenetv3_small_050', '--batch-sizes', '1,2']
+    args += ['--img-size', '64', '--rounds', '2', '--warmup', '1', '--memory-batch', '2', '--out-dir', str(tmp_path)]
+    assert main(args) == 0
+    result = json.loads((tmp_path / 'benchmark.json').read_text())
+    for backend in ('eager', 'onnxruntime'):
+        for batch in ('1', '2'):
+            table = result[backend][batch]
+            assert {'emo_1m', 'emo_1m/official', 'mobilenetv3_small_050'} <= set(table)
+            assert all(0 < e['min_ms'] <= e['median_ms'] <= e['max_ms'] and e['runs'] == 2 for e in table.values())
+            ratio = result['ratios'][backend][batch]['emo_1m']['vs_official']
+            assert ratio == pytest.approx(table['emo_1m/official']['median_ms'] / table['emo_1m']['median_ms'])
+    assert result['eager']['1']['mobilenetv3_small_050']['layout'] in ('channels_first', 'channels_last')
+    assert max(result['agreement']['emo_1m'].values()) <= 1e-4
+    assert result['top1']['emo_1m'] == pytest.approx(71.498)
+    assert result['memory']['emo_1m']['train_mib_checkpointing'] < result['memory']['emo_1m']['train_mib']
+    markdown = (tmp_path / 'benchmark.md').read_text()
+    assert '| emo_1m/official |' in markdown and '| eager | 1 | emo_1m |' in markdown
+    assert (tmp_path / 'benchmark.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    assert markdown in capsys.readouterr().out
+
+
+def test_bench_rejects_unknown_models(tmp_path, capsys):
+    assert main(['bench', '--models', 'emo_3m', '--peers', '', '--no-onnx', '--out-dir', str(tmp_path)]) == 1
+    assert 'emo_3m' in capsys.readouterr().err
+    assert not (tmp_path / 'benchmark.json').exists()

@@ -1,0 +1,88 @@
+"""``emo export``: ONNX (run in ONNX Runtime), TorchScript and torch.export files reproduce the official outputs."""
+
+import os
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from reference import INPUT_KEYS, expected, reference_inputs
+
+from emo.cli import main
+from emo.export import export_model, export_onnx
+
+INPUTS = reference_inputs()
+
+
+def _ort_logits(path, x: torch.Tensor) -> torch.Tensor:
+    session = ort.InferenceSession(str(path), providers=['CPUExecutionProvider'])
+    return torch.from_numpy(session.run(None, {'images': x.numpy()})[0])
+
+
+def test_onnx_cli_with_dynamic_axes_reproduces_the_reference(tmp_path, official_files, capsys):
+    out = tmp_path / 'emo_2m.onnx'
+    code = main(
+        ['export', 'onnx', '--model', 'emo_2m', '--weights', str(official_files['emo_2m']), '--dynamic', '-o', str(out)]
+    )
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert f'wrote {out} (' in printed and 'MiB)' in printed
+    assert 'ONNX Runtime latency, batch 1, 224x224:' in printed
+    ref = expected('emo_2m')
+    # one file, three shapes: the batch of two 224 images and the padded 256x192 image
+    for key in INPUT_KEYS:
+        torch.testing.assert_close(_ort_logits(out, INPUTS[key]), ref[f'logits_{key}'], rtol=0, atol=1e-4)
+    assert [p.name for p in tmp_path.iterdir()] == ['emo_2m.onnx']  # no partial files left behind
+
+
+def test_static_onnx_has_fixed_shapes(tmp_path, official_files):
+    path, diffs = export_model('onnx', 'emo_1m', tmp_path / 'm.onnx', weights=str(official_files['emo_1m']))
+    assert list(diffs) == ['1x3x224x224'] and diffs['1x3x224x224'] <= 1e-4
+    session = ort.InferenceSession(str(path), providers=['CPUExecutionProvider'])
+    assert session.get_inputs()[0].shape == [1, 3, 224, 224]
+    with pytest.raises(ort.capi.onnxruntime_pybind11_state.InvalidArgument):
+        session.run(None, {'images': np.zeros((1, 3, 256, 192), np.float32)})
+
+
+def test_torchscript_and_program_reproduce_the_reference(tmp_path, official_files):
+    weights = str(official_files['emo_1m'])
+    ref = expected('emo_1m')
+    ts_path, _ = export_model('torchscript', 'emo_1m', tmp_path / 'm.pt', weights=weights)
+    scripted = torch.jit.load(str(ts_path))
+    prog_path, diffs = export_model('program', 'emo_1m', tmp_path / 'm.pt2', weights=weights, dynamic=True)
+    assert set(diffs) == {'1x3x224x224', '3x3x224x224'}
+    program = torch.export.load(str(prog_path)).module()
+    with torch.inference_mode():
+        for key in INPUT_KEYS:
+            torch.testing.assert_close(scripted(INPUTS[key]), ref[f'logits_{key}'], rtol=0, atol=1e-4)
+        x = INPUTS['2x3x224x224']
+        torch.testing.assert_close(program(x), ref['logits_2x3x224x224'], rtol=0, atol=1e-4)
+
+
+def test_existing_files_are_kept(tmp_path, official_files, capsys):
+    out = tmp_path / 'model.onnx'
+    out.write_bytes(b'precious')
+    args = ['export', 'onnx', '--model', 'emo_1m', '--weights', str(official_files['emo_1m']), '-o', str(out)]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert 'exists' in err and '--overwrite' in err
+    assert out.read_bytes() == b'precious'
+    assert main(args + ['--overwrite']) == 0
+    assert out.stat().st_size > 1_000_000
+
+
+def test_failed_export_leaves_nothing(tmp_path):
+    class Broken(torch.nn.Module):
+        def forward(self, x):
+            raise RuntimeError('cannot trace this')
+
+    with pytest.raises(RuntimeError, match='cannot trace'):
+        export_onnx(Broken(), tmp_path / 'broken.onnx')
+    assert os.listdir(tmp_path) == []
+
+
+def test_bad_arguments_are_explained(tmp_path, capsys):
+    assert main(['export', 'onnx', '--random-weights', '--img-size', '16', '-o', str(tmp_path / 'a.onnx')]) == 1
+    assert 'too small' in capsys.readouterr().err
+    assert main(['export', 'onnx', '--random-weights', '--weights', 'x.pth']) == 1
+    assert 'exclude each other' in capsys.readouterr().err

@@ -1,0 +1,182 @@
+"""The fused inference path (timm.utils.reparameterize_model) reproduces the official outputs and the unfused
+model, on every path it can take: oneDNN kernels, plain convs, batch slicing, TorchScript, torch.compile."""
+
+import copy
+
+import pytest
+import timm
+import torch
+import torch.nn as nn
+from reference import INPUT_KEYS, VARIANT_NAMES, expected, official_state_dict, reference_inputs
+from timm.models._features_fx import create_feature_extractor, get_graph_node_names
+from timm.utils import reparameterize_model
+
+import emo.inference
+from emo.checkpoint import to_timm_layout
+from emo.inference import FusedConv
+from emo.irmb import fold_bn_after, fold_bn_before
+from emo.official import official_emo
+
+INPUTS = reference_inputs()
+
+
+def _reference_model(variant: str) -> nn.Module:
+    model = timm.create_model(variant).eval()
+    model.load_state_dict(to_timm_layout(official_state_dict(variant)))
+    return model
+
+
+@pytest.mark.parametrize('variant', VARIANT_NAMES)
+def test_fused_model_reproduces_the_reference(variant):
+    model = _reference_model(variant)
+    fused = reparameterize_model(model)
+    ref = expected(variant)
+    with torch.inference_mode():
+        for key in INPUT_KEYS:
+            x = INPUTS[key]
+            logits = fused(x)
+            torch.testing.assert_close(logits, ref[f'logits_{key}'], rtol=0, atol=1e-4)
+            torch.testing.assert_close(logits, model(x), rtol=0, atol=1e-4)
+            _, stages = fused.forward_intermediates(x)
+            for i, stage in enumerate(stages):
+                want = ref[f'stage{i + 1}_{key}_values']
+                got = stage.flatten()[ref[f'stage{i + 1}_{key}_index']]
+                torch.testing.assert_close(got, want, rtol=0, atol=1e-4 * max(1.0, want.abs().max().item()))
+    # the deep copy is fused; the model the user holds keeps its BatchNorms
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in fused.modules())
+    assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+
+
+@pytest.mark.parametrize('variant', VARIANT_NAMES)
+def test_official_arithmetic_reproduces_the_reference(variant):
+    """The benchmark's baseline computes what the official code computes, from the official state dict as is."""
+    model = official_emo(variant, official_state_dict(variant))
+    ref = expected(variant)
+    with torch.inference_mode():
+        for key in INPUT_KEYS:
+            torch.testing.assert_close(model(INPUTS[key]), ref[f'logits_{key}'], rtol=0, atol=1e-4)
+
+
+def test_official_arithmetic_needs_every_key():
+    state = official_state_dict('emo_1m')
+    del state['stage3.1.qk.conv.bias']
+    with pytest.raises(RuntimeError, match='stage3.1.qk.conv.bias'):
+        official_emo('emo_1m', state)
+    with pytest.raises(ValueError, match='emo_3m'):
+        official_emo('emo_3m')
+
+
+def test_batchnorm_folds_are_exact():
+    torch.manual_seed(0)
+    bn = nn.BatchNorm2d(8, eps=1e-6).eval()
+    bn.running_mean.uniform_(-1, 1)
+    bn.running_var.uniform_(0.5, 2)
+    bn.weight.data.uniform_(0.5, 1.5)
+    bn.bias.data.uniform_(-1, 1)
+    x = torch.randn(2, 8, 9, 9)
+    dw = nn.Conv2d(8, 8, 5, 2, 2, groups=8, bias=False)
+    pw = nn.Conv2d(8, 16, 1, bias=True)
+    with torch.no_grad():
+        torch.testing.assert_close(fold_bn_after(dw, bn)(x), bn(dw(x)), rtol=0, atol=1e-5)
+        torch.testing.assert_close(fold_bn_before(bn, pw)(x), pw(bn(x)), rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match='1x1'):
+        fold_bn_before(bn, dw)
+
+
+def test_fuse_is_idempotent_and_keeps_the_timm_api(official_files):
+    model = _reference_model('emo_1m')
+    once = reparameterize_model(model)
+    twice = reparameterize_model(once)
+    x = INPUTS['1x3x256x192']
+    with torch.inference_mode():
+        torch.testing.assert_close(twice(x), once(x), rtol=0, atol=0)
+    # the feature pyramid and the head API still work on the fused model
+    overlay = dict(file=str(official_files['emo_1m']))
+    features = timm.create_model('emo_1m', pretrained=True, features_only=True, pretrained_cfg_overlay=overlay).eval()
+    fused_features = reparameterize_model(features)
+    with torch.inference_mode():
+        for a, b in zip(fused_features(x), features(x)):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-4)
+    once.reset_classifier(10)
+    with torch.inference_mode():
+        assert once(x).shape == (1, 10)
+
+
+def test_onednn_and_plain_paths_agree():
+    fused = reparameterize_model(_reference_model('emo_2m'))
+    convs = [m for m in fused.modules() if isinstance(m, FusedConv)]
+    assert convs and all(c.use_onednn == emo.inference.onednn_available() for c in convs)
+    plain = copy.deepcopy(fused)  # deepcopy after a oneDNN run: the packed weights stay outside the module
+    for m in plain.modules():
+        if isinstance(m, FusedConv):
+            m.use_onednn = False
+    x = INPUTS['2x3x224x224']
+    with torch.inference_mode():
+        torch.testing.assert_close(fused(x), plain(x), rtol=0, atol=1e-4)
+        # weights changed after the first call are picked up (the packed copy is keyed on the weight's version)
+        first = convs[0]
+        first.weight.mul_(2)
+        changed = fused(x)
+        for m in plain.modules():
+            if isinstance(m, FusedConv):
+                m.weight.copy_(dict(fused.named_parameters())[_name_in(plain, m) + '.weight'])
+        torch.testing.assert_close(changed, plain(x), rtol=0, atol=1e-4)
+
+
+def _name_in(model: nn.Module, module: nn.Module) -> str:
+    return next(name for name, m in model.named_modules() if m is module)
+
+
+def test_large_batches_run_in_slices(monkeypatch):
+    fused = reparameterize_model(_reference_model('emo_1m'))
+    x = torch.randn(5, 3, 96, 96, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        whole = fused(x)
+    calls = []
+    real = emo.inference.run_in_slices
+
+    def counting(fn, inp, bytes_per_pixel):
+        calls.append(inp.shape[0])
+        return real(fn, inp, bytes_per_pixel)
+
+    # a budget of one image: every stage and the stem now split the batch
+    monkeypatch.setattr(emo.inference, 'SLICE_BYTES', 1)
+    monkeypatch.setattr('emo.model.run_in_slices', counting)
+    split_calls = []
+    original_split = torch.Tensor.split
+    monkeypatch.setattr(torch.Tensor, 'split', lambda t, *a, **k: split_calls.append(a) or original_split(t, *a, **k))
+    with torch.inference_mode():
+        sliced = fused(x)
+    assert calls == [5] * 5 and len(split_calls) == 5
+    torch.testing.assert_close(sliced, whole, rtol=0, atol=1e-5)
+
+
+def test_fused_model_still_computes_gradients():
+    """With autograd on, fused layers take the plain-conv path (oneDNN's fused op has no backward)."""
+    fused = reparameterize_model(_reference_model('emo_1m'))
+    x = torch.randn(2, 3, 64, 64, requires_grad=True)
+    fused(x).sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    assert all(p.grad is not None for p in fused.parameters() if p.requires_grad)
+
+
+def test_fused_model_scripts_and_traces():
+    fused = reparameterize_model(_reference_model('emo_1m'))
+    x = INPUTS['1x3x256x192']
+    scripted = torch.jit.script(fused)
+    with torch.inference_mode():
+        torch.testing.assert_close(scripted(x), fused(x), rtol=0, atol=1e-4)
+    # timm's fx tracer (features and layer-wise tools): the fused layers trace like any other
+    last = get_graph_node_names(fused)[1][-1]
+    gm = create_feature_extractor(fused, return_nodes=[last])
+    with torch.inference_mode():
+        torch.testing.assert_close(gm(x)[last], fused(x), rtol=0, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_fused_model_compiles():
+    model = _reference_model('emo_1m')
+    compiled = torch.compile(reparameterize_model(model))
+    key = '1x3x256x192'  # the padded windows: one input, since every new shape compiles again (a minute here)
+    with torch.inference_mode():
+        torch.testing.assert_close(compiled(INPUTS[key]), expected('emo_1m')[f'logits_{key}'], rtol=0, atol=1e-4)
