@@ -104,9 +104,10 @@ class BenchSettings:
 class ActivationMemory(TorchDispatchMode):
     """Counts the bytes of every tensor storage that ops create while active, and their peak.
 
-    Parameters and inputs made before entering are not counted, so ``peak`` is activation (and gradient)
-    memory. A storage counts until the last tensor on it is freed, autograd's saved tensors included; the
-    count is exact on any device, independent of allocator caching.
+    Storages made before entering (parameters, buffers, inputs) are not counted, nor are views of them or
+    in-place updates to them, so ``peak`` is the memory of activations, and of gradients in a backward pass.
+    A storage counts until the last tensor on it is freed, autograd's saved tensors included; the count does
+    not depend on the allocator's caching.
     """
 
     def __init__(self):
@@ -116,22 +117,23 @@ class ActivationMemory(TorchDispatchMode):
         self._storages: Dict[int, List[int]] = {}  # data_ptr -> [live tensors, bytes]
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
+        kwargs = kwargs or {}
+        # storages that existed before (parameters, buffers, inputs): views of them and in-place ops on them
+        # (BatchNorm statistics) allocate nothing
+        before = {
+            p for t in tree_leaves((args, kwargs)) if (p := _storage_ptr(t)) is not None and p not in self._storages
+        }
+        out = func(*args, **kwargs)
         for t in tree_leaves(out):
-            if isinstance(t, torch.Tensor):
-                self._track(t)
+            ptr = _storage_ptr(t)
+            if ptr is not None and ptr not in before:
+                self._track(t, ptr)
         return out
 
-    def _track(self, t: torch.Tensor) -> None:
-        if t.layout != torch.strided:  # oneDNN's packed weights: opaque, and not activations
-            return
-        storage = t.untyped_storage()
-        ptr = storage.data_ptr()
-        if ptr == 0:
-            return
+    def _track(self, t: torch.Tensor, ptr: int) -> None:
         entry = self._storages.get(ptr)
         if entry is None:
-            entry = self._storages[ptr] = [0, storage.nbytes()]
+            entry = self._storages[ptr] = [0, t.untyped_storage().nbytes()]
             self.current += entry[1]
             self.peak = max(self.peak, self.current)
         entry[0] += 1
@@ -147,6 +149,12 @@ class ActivationMemory(TorchDispatchMode):
             del self._storages[ptr]
 
 
+def _storage_ptr(t: object) -> Optional[int]:
+    if not isinstance(t, torch.Tensor) or t.layout != torch.strided:  # oneDNN's packed weights are opaque
+        return None
+    return t.untyped_storage().data_ptr() or None
+
+
 def activation_peak(fn: Callable[[], object]) -> int:
     """Peak activation bytes while ``fn()`` runs (see :class:`ActivationMemory`)."""
     with ActivationMemory() as mem:
@@ -155,8 +163,9 @@ def activation_peak(fn: Callable[[], object]) -> int:
 
 
 def memory_report(variant: str, batch_size: int = 8, img_size: int = 224) -> Dict[str, float]:
-    """Peak activation MiB of one training step (forward + backward) with and without gradient checkpointing,
-    and inference MiB per image for the unfused and the fused model."""
+    """Peak MiB of activations and gradients in one training step (forward + backward) with and without
+    gradient checkpointing, and of activations per image in inference, unfused and fused, at batch 1 and at
+    ``batch_size`` (where the fused model runs large batches in slices)."""
     from timm.utils import reparameterize_model
 
     torch.manual_seed(0)
@@ -178,6 +187,7 @@ def memory_report(variant: str, batch_size: int = 8, img_size: int = 224) -> Dic
     for name, m in (('infer_mib_per_image', model), ('infer_fused_mib_per_image', fused)):
         with torch.inference_mode():
             out[name] = activation_peak(functools.partial(m, x)) / 2**20 / batch_size
+            out[name + '_batch1'] = activation_peak(functools.partial(m, x[:1])) / 2**20
     return out
 
 
@@ -503,16 +513,20 @@ def format_markdown(result: Dict) -> str:
                 cells = [f'{r[c]:.2f}' if c in r else '' for c in cols]
                 lines.append(f'| {backend} | {b} | {variant} | ' + ' | '.join(cells) + ' |')
     if result['memory']:
-        lines += ['', 'Activation memory (MiB, exact count of live tensor storages, weights excluded):', '']
+        batch = next(iter(result['memory'].values()))['batch_size']
+        lines += ['', 'Peak memory in MiB (live tensor storages made by ops; weights and inputs excluded):', '']
         lines += [
-            '| variant | train step (batch) | with grad checkpointing | saved | inference / image | fused / image |',
-            '|---|---|---|---|---|---|',
+            f'| variant | train step, batch {batch} (activations + gradients) | with grad checkpointing | saved '
+            f'| inference per image, batch 1 | fused, batch 1 | inference per image, batch {batch} | fused, '
+            f'batch {batch} |',
+            '|---|---|---|---|---|---|---|---|',
         ]
         for variant, m in result['memory'].items():
             saved = 1 - m['train_mib_checkpointing'] / m['train_mib']
             lines.append(
-                f'| {variant} | {m["train_mib"]:.0f} ({m["batch_size"]}) | {m["train_mib_checkpointing"]:.0f} | '
-                f'{saved:.0%} | {m["infer_mib_per_image"]:.1f} | {m["infer_fused_mib_per_image"]:.1f} |'
+                f'| {variant} | {m["train_mib"]:.0f} | {m["train_mib_checkpointing"]:.0f} | {saved:.0%} | '
+                f'{m["infer_mib_per_image_batch1"]:.1f} | {m["infer_fused_mib_per_image_batch1"]:.1f} | '
+                f'{m["infer_mib_per_image"]:.1f} | {m["infer_fused_mib_per_image"]:.1f} |'
             )
     return '\n'.join(lines) + '\n'
 

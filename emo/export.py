@@ -41,6 +41,9 @@ def _atomic_path(path: Path, overwrite: bool) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; an export is an ordinary file
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -78,7 +81,7 @@ def export_onnx(
     img_size=224,
     dynamic: bool = False,
     opset: int = ONNX_OPSET,
-    overwrite: bool = True,
+    overwrite: bool = False,
     check: bool = True,
 ) -> Dict[str, float]:
     """Write ``model`` (eval mode) as ONNX; input ``images`` (N, 3, H, W), output ``logits``.
@@ -111,7 +114,7 @@ def export_onnx(
         return _compare(model, lambda x: session.run(None, {'images': x.numpy()})[0], _check_sizes(img_size, dynamic))
 
 
-def export_torchscript(model: nn.Module, path, img_size=224, overwrite: bool = True, check: bool = True):
+def export_torchscript(model: nn.Module, path, img_size=224, overwrite: bool = False, check: bool = True):
     """Script ``model`` with TorchScript (shapes stay free) and save it; checked with ``torch.jit.load``."""
     img_size = _pair(img_size)
     scripted = torch.jit.script(model.eval())
@@ -123,7 +126,9 @@ def export_torchscript(model: nn.Module, path, img_size=224, overwrite: bool = T
         return _compare(model, loaded, _check_sizes(img_size, True))
 
 
-def export_program(model: nn.Module, path, img_size=224, dynamic: bool = False, overwrite: bool = True, check=True):
+def export_program(
+    model: nn.Module, path, img_size=224, dynamic: bool = False, overwrite: bool = False, check: bool = True
+):
     """Save a ``torch.export`` program (``.pt2``). ``dynamic`` makes the batch size dynamic (from 1 to 1024);
     height and width stay those of the export (the window partition's padding arithmetic does not yet export
     symbolically)."""

@@ -32,27 +32,33 @@ def onednn_available() -> bool:
     return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, '_convolution_pointwise')
 
 
-# FusedConv -> (its weight tensor, that tensor's version counter, {input shape: oneDNN copy}); weak, so the copies
-# go with their layers, and outside the module, so deepcopy, pickling and state_dict never meet oneDNN tensors.
-# oneDNN picks the weight layout for an input shape; a copy packed for another shape is re-packed on every call.
+# FusedConv -> (what identifies its weight's values, {input shape: oneDNN copy}); weak, so the copies go with their
+# layers, and outside the module, so deepcopy, pickling and state_dict never meet oneDNN tensors. oneDNN picks
+# the weight layout for an input shape; a copy packed for another shape would be re-packed on every call.
 _PACKED: 'weakref.WeakKeyDictionary[nn.Module, tuple]' = weakref.WeakKeyDictionary()
 _MAX_SHAPES = 8
 
 
+def _weight_key(weight: torch.Tensor) -> tuple:
+    # the version counter sees in-place ops on the parameter; the storage address sees `.data = ...`, `.to()`
+    # and load_state_dict; `.data.mul_()`-style edits bypass both, and `FusedConv.repack()` covers them
+    return (weight.data_ptr(), weight._version, weight.dtype, weight.device)
+
+
 def _packed_weight(conv: 'FusedConv', x: torch.Tensor) -> torch.Tensor:
-    weight = conv.weight
+    key = _weight_key(conv.weight)
     cached = _PACKED.get(conv)
-    if cached is None or cached[0] is not weight or cached[1] != weight._version:
-        cached = (weight, weight._version, {})
+    if cached is None or cached[0] != key:
+        cached = (key, {})
         _PACKED[conv] = cached
-    by_shape = cached[2]
+    by_shape = cached[1]
     shape = tuple(x.shape)
     packed = by_shape.get(shape)
     if packed is None:
         if len(by_shape) >= _MAX_SHAPES:
             by_shape.pop(next(iter(by_shape)))
         packed = torch.ops.mkldnn._reorder_convolution_weight(
-            weight.detach(), list(conv.padding), list(conv.stride), [1, 1], conv.groups, list(shape)
+            conv.weight.detach(), list(conv.padding), list(conv.stride), [1, 1], conv.groups, list(shape)
         )
         by_shape[shape] = packed
     return packed
@@ -129,6 +135,10 @@ class FusedConv(nn.Module):
         if conv.bias is not None:
             fused.bias.copy_(conv.bias)
         return fused
+
+    def repack(self) -> None:
+        """Forget the oneDNN copies of the weight; needed only after editing it through ``.data`` in place."""
+        _PACKED.pop(self, None)
 
     def extra_repr(self) -> str:
         k = self.weight.shape[-1]

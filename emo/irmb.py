@@ -14,6 +14,7 @@ own BatchNorm + SiLU and a 1x1 projection:
 The numbers and the exact arithmetic of the released weights are documented in docs/architecture.md.
 """
 
+import warnings
 from typing import Optional, Type
 
 import torch
@@ -116,6 +117,8 @@ class GridAttention(nn.Module):
     expands afterwards (the official ``attn_pre=True``). Padded tokens take part in the softmax unmasked,
     exactly as in the released model.
     """
+
+    fused_attn = False  # class default: modules unpickled from before fuse() existed run unfused
 
     def __init__(
         self,
@@ -238,6 +241,8 @@ class IRMB(nn.Module):
         drop_path: stochastic depth rate of the outer shortcut.
     """
 
+    fused = False  # class default: modules unpickled from before fuse() existed run unfused
+
     def __init__(
         self,
         in_chs: int,
@@ -289,6 +294,7 @@ class IRMB(nn.Module):
             self.se = nn.Identity()
         self.proj = nn.Conv2d(mid_chs, out_chs, kernel_size=1, bias=False, **dd)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.fused = False  # set by fuse()
 
     def fuse(self) -> 'IRMB':
         """Fuse for inference (idempotent; returns ``self``, as ``timm.utils.reparameterize_model`` expects).
@@ -298,6 +304,13 @@ class IRMB(nn.Module):
         takes in its BatchNorm, and every conv becomes a :class:`~emo.inference.FusedConv` that applies its
         activation itself. Outputs match the unfused block to fp32 rounding.
         """
+        if self.training:
+            warnings.warn(
+                'fusing an iRMB in training mode: BatchNorm running statistics are folded in as they are now; '
+                'call model.eval() first (and fine-tune the unfused model)',
+                stacklevel=2,
+            )
+        self.fused = True
         if isinstance(self.v, nn.Conv2d):
             v = self.v
             if isinstance(self.norm, nn.BatchNorm2d) and isinstance(self.attn, nn.Identity):
@@ -318,9 +331,9 @@ class IRMB(nn.Module):
         x = self.norm(x)
         x = self.attn(x)
         x = self.act(self.v(x))
-        # without autograd the residual sums go into the fresh conv outputs: on small CPUs a new large map costs
-        # more in page faults than the add itself
-        inplace = not torch.is_grad_enabled()
+        # fused and without autograd, the residual sums go into the fresh conv outputs: on small CPUs a new large
+        # map costs more in page faults than the add itself (forward hooks on conv_local / proj then see the sums)
+        inplace = self.fused and not torch.is_grad_enabled()
         if self.has_skip:
             y = self.se(self.conv_local(x))
             x = y.add_(x) if inplace else x + y

@@ -58,6 +58,8 @@ def check_input(x: torch.Tensor, in_chans: int, min_size: int = 32) -> None:
 class Stem(nn.Module):
     """Stride-2 3x3 conv (with bias) + BN, then an iRMB with squeeze-excite and no norm, expansion or shortcut."""
 
+    channels_last = False  # class default: modules unpickled from before fuse() existed run unfused
+
     def __init__(self, in_chans: int, out_chs: int = 24, device=None, dtype=None):
         super().__init__()
         dd = {'device': device, 'dtype': dtype}
@@ -91,6 +93,7 @@ class Stem(nn.Module):
         keeps the layout it is given.
         """
         if isinstance(self.bn, nn.BatchNorm2d):
+            self.out_chs = self.conv.out_channels
             self.conv = FusedConv.from_conv(fold_bn_after(self.conv, self.bn))
             self.bn = nn.Identity()
         self.channels_last = True
@@ -100,6 +103,8 @@ class Stem(nn.Module):
 class EmoStage(nn.Module):
     """A stride-2 iRMB (expansion ``2 * exp_ratio`` of the incoming width, no attention) then ``depth - 1``
     width-keeping iRMBs with shortcuts (and attention when ``dim_head`` is set)."""
+
+    split_bytes_per_pixel = 0  # class default: modules unpickled from before fuse() existed run unfused
 
     def __init__(
         self,

@@ -6,7 +6,7 @@ import pytest
 import timm
 import torch
 
-from emo.benchmark import ActivationMemory, check_agreement, memory_report, time_interleaved
+from emo.benchmark import PEER_PAIRS, ActivationMemory, check_agreement, memory_report, time_interleaved
 from emo.checkpoint import to_official_layout
 from emo.cli import main
 from emo.official import official_emo
@@ -25,6 +25,17 @@ def test_activation_memory_counts_storages_exactly():
         del b, view, c
         assert mem.current == 0
     assert mem.peak == 2 * MIB
+
+
+def test_activation_memory_skips_what_existed_before():
+    weight = torch.ones(MIB // 4)
+    running = torch.zeros(MIB // 4)
+    with ActivationMemory() as mem:
+        view = weight.view(-1, 2)  # a view of a parameter allocates nothing
+        running.add_(1)  # nor does an in-place update of a buffer
+        out = view * 2  # 1 MiB
+        del view, out
+    assert mem.peak == MIB
 
 
 def test_grad_checkpointing_uses_less_training_memory():
@@ -53,7 +64,8 @@ def test_interleaved_rounds_rotate():
     assert {n: len(t) for n, t in times.items()} == {'a': 3, 'b': 3, 'c': 3}
 
 
-def test_small_run_writes_json_markdown_and_plot(tmp_path, capsys):
+def test_small_run_writes_json_markdown_and_plot(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(PEER_PAIRS, 'emo_1m', ('mobilenetv3_small_050',))
     args = ['bench', '--models', 'emo_1m', '--peers', 'mobilenetv3_small_050', '--batch-sizes', '1,2']
     args += ['--img-size', '64', '--rounds', '2', '--warmup', '1', '--memory-batch', '2', '--out-dir', str(tmp_path)]
     assert main(args) == 0
@@ -63,12 +75,18 @@ def test_small_run_writes_json_markdown_and_plot(tmp_path, capsys):
             table = result[backend][batch]
             assert {'emo_1m', 'emo_1m/official', 'mobilenetv3_small_050'} <= set(table)
             assert all(0 < e['min_ms'] <= e['median_ms'] <= e['max_ms'] and e['runs'] == 2 for e in table.values())
-            ratio = result['ratios'][backend][batch]['emo_1m']['vs_official']
-            assert ratio == pytest.approx(table['emo_1m/official']['median_ms'] / table['emo_1m']['median_ms'])
+            ratios = result['ratios'][backend][batch]['emo_1m']
+            ours = table['emo_1m']['median_ms']
+            assert ratios['vs_official'] == pytest.approx(table['emo_1m/official']['median_ms'] / ours)
+            assert ratios['vs_mobilenetv3_small_050'] == pytest.approx(
+                table['mobilenetv3_small_050']['median_ms'] / ours
+            )
     assert result['eager']['1']['mobilenetv3_small_050']['layout'] in ('channels_first', 'channels_last')
     assert max(result['agreement']['emo_1m'].values()) <= 1e-4
     assert result['top1']['emo_1m'] == pytest.approx(71.498)
-    assert result['memory']['emo_1m']['train_mib_checkpointing'] < result['memory']['emo_1m']['train_mib']
+    memory = result['memory']['emo_1m']
+    assert memory['train_mib_checkpointing'] < memory['train_mib']
+    assert 0 < memory['infer_fused_mib_per_image_batch1'] <= memory['infer_mib_per_image_batch1']
     markdown = (tmp_path / 'benchmark.md').read_text()
     assert '| emo_1m/official |' in markdown and '| eager | 1 | emo_1m |' in markdown
     assert (tmp_path / 'benchmark.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'

@@ -71,6 +71,23 @@ def test_existing_files_are_kept(tmp_path, official_files, capsys):
     assert out.stat().st_size > 1_000_000
 
 
+def test_python_export_keeps_existing_files_too(tmp_path):
+    path = tmp_path / 'm.onnx'
+    path.write_bytes(b'precious')
+    with pytest.raises(FileExistsError, match='overwrite'):
+        export_onnx(torch.nn.Conv2d(3, 3, 1), path, check=False)
+    assert path.read_bytes() == b'precious'
+    export_onnx(torch.nn.Conv2d(3, 3, 1), path, check=False, overwrite=True)
+    assert path.read_bytes() != b'precious'
+    assert path.stat().st_mode & 0o044 == 0o044 & ~_umask()  # an ordinary file, not mkstemp's private one
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def test_failed_export_leaves_nothing(tmp_path):
     class Broken(torch.nn.Module):
         def forward(self, x):

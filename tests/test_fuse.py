@@ -102,29 +102,65 @@ def test_fuse_is_idempotent_and_keeps_the_timm_api(official_files):
         assert once(x).shape == (1, 10)
 
 
-def test_onednn_and_plain_paths_agree():
-    fused = reparameterize_model(_reference_model('emo_2m'))
-    convs = [m for m in fused.modules() if isinstance(m, FusedConv)]
-    assert convs and all(c.use_onednn == emo.inference.onednn_available() for c in convs)
-    plain = copy.deepcopy(fused)  # deepcopy after a oneDNN run: the packed weights stay outside the module
+def _plain_copy(fused: nn.Module) -> nn.Module:
+    plain = copy.deepcopy(fused)  # deepcopy after a oneDNN run: the packed weights live outside the module
     for m in plain.modules():
         if isinstance(m, FusedConv):
             m.use_onednn = False
+    return plain
+
+
+@pytest.mark.skipif(not emo.inference.onednn_available(), reason='this torch build has no oneDNN')
+def test_onednn_and_plain_paths_agree():
+    fused = reparameterize_model(_reference_model('emo_2m'))
+    convs = [m for m in fused.modules() if isinstance(m, FusedConv)]
+    plain = _plain_copy(fused)
     x = INPUTS['2x3x224x224']
     with torch.inference_mode():
         torch.testing.assert_close(fused(x), plain(x), rtol=0, atol=1e-4)
-        # weights changed after the first call are picked up (the packed copy is keyed on the weight's version)
-        first = convs[0]
-        first.weight.mul_(2)
-        changed = fused(x)
-        for m in plain.modules():
-            if isinstance(m, FusedConv):
-                m.weight.copy_(dict(fused.named_parameters())[_name_in(plain, m) + '.weight'])
-        torch.testing.assert_close(changed, plain(x), rtol=0, atol=1e-4)
+    # the oneDNN path did run: every fused conv has its weight packed for this input
+    assert all(conv in emo.inference._PACKED for conv in convs)
+    first, first_plain = convs[0], [m for m in plain.modules() if isinstance(m, FusedConv)][0]
+    with torch.inference_mode():
+        # a weight replaced through .data is re-packed; one edited through .data in place after repack()
+        new_weight = torch.randn_like(first.weight)
+        first.weight.data = new_weight.clone()
+        first_plain.weight.data = new_weight.clone()
+        torch.testing.assert_close(fused(x), plain(x), rtol=0, atol=1e-4)
+        first.weight.data.mul_(2)
+        first_plain.weight.data.mul_(2)
+        first.repack()
+        torch.testing.assert_close(fused(x), plain(x), rtol=0, atol=1e-4)
 
 
-def _name_in(model: nn.Module, module: nn.Module) -> str:
-    return next(name for name, m in model.named_modules() if m is module)
+def test_many_windows_take_the_fused_attention_kernel(monkeypatch):
+    model = _reference_model('emo_1m')
+    fused = reparameterize_model(model)
+    calls = []
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    monkeypatch.setattr(
+        torch.nn.functional, 'scaled_dot_product_attention', lambda *a, **k: calls.append(a[0].shape) or sdpa(*a, **k)
+    )
+    x = torch.randn(4, 3, 224, 224, generator=torch.Generator().manual_seed(2))  # 16 windows x 4 heads in stage 3
+    with torch.inference_mode():
+        torch.testing.assert_close(fused(x), model(x), rtol=0, atol=1e-4)
+    assert (16, 4, 49, 20) in calls
+
+
+def test_unfused_blocks_never_write_into_outputs_hooks_hold():
+    model = _reference_model('emo_1m')
+    seen = []
+    block = model.stages[0].blocks[1]
+    for module in (block.conv_local, block.proj):
+        module.register_forward_hook(lambda m, i, out: seen.append((out, out.clone())))
+    with torch.inference_mode():
+        model(INPUTS['1x3x256x192'])
+    assert len(seen) == 2 and all(torch.equal(out, kept) for out, kept in seen)
+
+
+def test_fusing_in_training_mode_warns():
+    with pytest.warns(UserWarning, match='model.eval'):
+        reparameterize_model(timm.create_model('emo_1m'))
 
 
 def test_large_batches_run_in_slices(monkeypatch):
