@@ -225,9 +225,7 @@ def _input(batch_size: int, img_size: int, channels_last: bool) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
-def time_interleaved(
-    runners: Dict[str, Callable[[], object]], rounds: int, warmup: int, progress: Optional[Callable] = None
-) -> Dict[str, List[float]]:
+def time_interleaved(runners: Dict[str, Callable[[], object]], rounds: int, warmup: int) -> Dict[str, List[float]]:
     """Milliseconds per call of each runner; every round calls each runner once, in a rotating order."""
     names = list(runners)
     for name in names:
@@ -240,8 +238,6 @@ def time_interleaved(
             start = time.perf_counter()
             runners[name]()
             times[name].append((time.perf_counter() - start) * 1000)
-        if progress:
-            progress(r + 1, rounds)
     return times
 
 

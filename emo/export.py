@@ -108,9 +108,7 @@ def export_onnx(
             )
         if not check:
             return {}
-        import onnxruntime as ort
-
-        session = ort.InferenceSession(str(tmp), providers=['CPUExecutionProvider'])
+        session = _onnxruntime().InferenceSession(str(tmp), providers=['CPUExecutionProvider'])
         return _compare(model, lambda x: session.run(None, {'images': x.numpy()})[0], _check_sizes(img_size, dynamic))
 
 
@@ -148,7 +146,7 @@ def export_program(
 
 def onnx_latency(path, img_size=224, batch: int = 1, threads: int = 0, runs: int = 50, warmup: int = 5) -> float:
     """Median milliseconds of one ONNX Runtime call (CPU, all graph optimisations)."""
-    import onnxruntime as ort
+    ort = _onnxruntime()
 
     options = ort.SessionOptions()
     if threads:
@@ -194,6 +192,16 @@ def export_model(
     else:
         diffs = export_program(model, path, img_size, dynamic=dynamic, overwrite=overwrite)
     return path, diffs
+
+
+def _onnxruntime():
+    try:
+        import onnxruntime
+    except ImportError:
+        raise ValueError(
+            'checking an ONNX export needs ONNX Runtime: pip install "emo[export]" (onnx and onnxruntime)'
+        ) from None
+    return onnxruntime
 
 
 def _pair(size) -> Tuple[int, int]:
