@@ -304,19 +304,12 @@ def load_official_code(repo_dir, variant: str, state_dict: Dict[str, torch.Tenso
 
 # ---------------------------------------------------------------------------------------------------- onnx
 def _onnx_session(model: nn.Module, img_size: int, threads: int, folder: Path, name: str):
-    import onnxruntime as ort
-
-    from .export import export_onnx
+    from .export import export_onnx, onnx_session
 
     path = folder / f'{name.replace("/", "_")}.onnx'
     export_onnx(model, path, img_size=img_size, dynamic=True, check=False)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     # sessions take turns here: a session whose threads keep spinning after its run would starve the next one
-    options.add_session_config_entry('session.intra_op.allow_spinning', '0')
-    return ort.InferenceSession(str(path), options, providers=['CPUExecutionProvider'])
+    return onnx_session(path, threads, spinning=False)
 
 
 # ---------------------------------------------------------------------------------------------------- the run

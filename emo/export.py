@@ -23,7 +23,16 @@ import torch.nn as nn
 
 from .variants import VARIANTS
 
-__all__ = ['FORMATS', 'export_onnx', 'export_torchscript', 'export_program', 'export_model', 'main']
+__all__ = [
+    'FORMATS',
+    'export_onnx',
+    'export_torchscript',
+    'export_program',
+    'export_model',
+    'onnx_latency',
+    'onnx_session',
+    'main',
+]
 
 FORMATS = {'onnx': '.onnx', 'torchscript': '.pt', 'program': '.pt2'}
 ONNX_OPSET = 17  # LayerNormalization is an ONNX op from 17 on
@@ -108,7 +117,7 @@ def export_onnx(
             )
         if not check:
             return {}
-        session = _onnxruntime().InferenceSession(str(tmp), providers=['CPUExecutionProvider'])
+        session = onnx_session(tmp)
         return _compare(model, lambda x: session.run(None, {'images': x.numpy()})[0], _check_sizes(img_size, dynamic))
 
 
@@ -144,15 +153,25 @@ def export_program(
         return _compare(model, loaded, sizes)
 
 
-def onnx_latency(path, img_size=224, batch: int = 1, threads: int = 0, runs: int = 50, warmup: int = 5) -> float:
-    """Median milliseconds of one ONNX Runtime call (CPU, all graph optimisations)."""
-    ort = _onnxruntime()
+def onnx_session(path, threads: int = 0, spinning: bool = True):
+    """An ONNX Runtime CPU session with all graph optimisations; ``threads`` intra-op threads (0: all cores).
 
+    ``spinning=False`` stops idle threads from spinning, for sessions that take turns on the same cores.
+    """
+    ort = _onnxruntime()
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    session = ort.InferenceSession(str(path), options, providers=['CPUExecutionProvider'])
+    if not spinning:
+        options.add_session_config_entry('session.intra_op.allow_spinning', '0')
+    return ort.InferenceSession(str(path), options, providers=['CPUExecutionProvider'])
+
+
+def onnx_latency(path, img_size=224, batch: int = 1, threads: int = 0, runs: int = 50, warmup: int = 5) -> float:
+    """Median milliseconds of one ONNX Runtime call (CPU, all graph optimisations)."""
+    session = onnx_session(path, threads)
     x = _example(batch, _pair(img_size)).numpy()
     times = []
     for i in range(warmup + runs):

@@ -15,7 +15,7 @@ The numbers and the exact arithmetic of the released weights are documented in d
 """
 
 import warnings
-from typing import Optional, Type
+from typing import Optional, Tuple, Type
 
 import torch
 import torch.nn as nn
@@ -28,6 +28,7 @@ __all__ = [
     'IRMB',
     'GridAttention',
     'ConvBnAct',
+    'grid_padding',
     'grid_partition',
     'grid_unpartition',
     'fold_bn_after',
@@ -35,14 +36,19 @@ __all__ = [
 ]
 
 
+def _bn_affine(bn: nn.BatchNorm2d) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(scale, shift) with ``bn(x) == x * scale + shift`` per channel, in eval mode (running statistics)."""
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    return scale, bn.bias - bn.running_mean * scale
+
+
 @torch.no_grad()
 def fold_bn_after(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
     """A conv (with bias) computing ``bn(conv(x))`` with ``bn`` in eval mode (its running statistics)."""
-    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-    bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+    scale, shift = _bn_affine(bn)
     fused = _conv_like(conv, bias=True)
     fused.weight.copy_(conv.weight * scale.reshape(-1, 1, 1, 1))
-    fused.bias.copy_((bias - bn.running_mean) * scale + bn.bias)
+    fused.bias.copy_(shift if conv.bias is None else conv.bias * scale + shift)
     return fused
 
 
@@ -52,13 +58,11 @@ def fold_bn_before(bn: nn.BatchNorm2d, conv: nn.Conv2d) -> nn.Conv2d:
     padding sees the BatchNorm's shift."""
     if conv.kernel_size != (1, 1) or conv.groups != 1:
         raise ValueError(f'a BatchNorm folds forward only into an ungrouped 1x1 conv, got {conv}')
-    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-    shift = bn.bias - bn.running_mean * scale
+    scale, shift = _bn_affine(bn)
     weight = conv.weight.flatten(1)
-    bias = conv.bias if conv.bias is not None else torch.zeros(conv.out_channels, device=shift.device)
     fused = _conv_like(conv, bias=True)
     fused.weight.copy_((weight * scale).reshape_as(conv.weight))
-    fused.bias.copy_(bias + weight @ shift)
+    fused.bias.copy_(weight @ shift if conv.bias is None else conv.bias + weight @ shift)
     return fused
 
 
@@ -77,6 +81,11 @@ def _conv_like(conv: nn.Conv2d, bias: bool) -> nn.Conv2d:
     )
 
 
+def grid_padding(height: int, width: int, window_size: int) -> Tuple[int, int]:
+    """(bottom, right) zero padding that makes ``height x width`` whole multiples of ``window_size``."""
+    return (window_size - height % window_size) % window_size, (window_size - width % window_size) % window_size
+
+
 @register_notrace_function
 def grid_partition(x: torch.Tensor, window_size: int) -> torch.Tensor:
     """Zero-pad NCHW ``x`` to multiples of ``window_size`` and split it into a strided grid of windows.
@@ -89,8 +98,7 @@ def grid_partition(x: torch.Tensor, window_size: int) -> torch.Tensor:
     stays out of traced graphs.
     """
     B, C, H, W = x.shape
-    pad_b = (window_size - H % window_size) % window_size
-    pad_r = (window_size - W % window_size) % window_size
+    pad_b, pad_r = grid_padding(H, W, window_size)
     x = F.pad(x, [0, pad_r, 0, pad_b])
     n1 = (H + pad_b) // window_size
     n2 = (W + pad_r) // window_size
@@ -171,8 +179,7 @@ class GridAttention(nn.Module):
         ``scaled_dot_product_attention``'s fused CPU and GPU kernels take. Used after :meth:`fuse`."""
         batch, channels, height, width = x.shape
         ws = self.window_size
-        pad_b = (ws - height % ws) % ws
-        pad_r = (ws - width % ws) % ws
+        pad_b, pad_r = grid_padding(height, width, ws)
         n1 = (height + pad_b) // ws
         n2 = (width + pad_r) // ws
         num_windows, num_tokens = batch * n1 * n2, ws * ws
