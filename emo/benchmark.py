@@ -12,6 +12,10 @@ gives the median and the min-max of the rounds. Candidates:
 - every timm model named as a peer, reparameterized as timm's own benchmark does, run channels-first and
   channels-last, and reported with the faster layout (so the peers are never handicapped).
 
+With ``--compile`` the fused EMO variants and the peers are also timed after ``torch.compile`` (inductor, with
+weight freezing, the setting that makes it fast on CPU), in a section of their own: what a graph compiler makes
+of each architecture, for EMO and its peers alike.
+
 Memory: activation bytes (weights excluded) at their peak, counted exactly by :class:`ActivationMemory`, for a
 training step with and without ``set_grad_checkpointing()`` and per image for inference.
 """
@@ -96,6 +100,7 @@ class BenchSettings:
     memory_batch: int = 8
     weights: Optional[str] = None  # 'pretrained' or None (random weights: speed does not depend on values)
     official_code: Optional[str] = None  # a clone of github.com/zhangzjn/EMO, timed as '<variant>/official-code'
+    compile: bool = False  # also time torch.compile'd fused EMO and peers
 
     def rounds_for(self, batch_size: int) -> int:
         return self.rounds.get(batch_size, 30 if batch_size == 1 else 8)
@@ -332,6 +337,7 @@ def run_benchmark(settings: BenchSettings, log: Callable[[str], None] = print) -
         'environment': _environment(),
         'eager': {},
         'onnxruntime': {},
+        'compiled': {},
         'ratios': {},
         'agreement': {},
         'memory': {},
@@ -394,12 +400,32 @@ def run_benchmark(settings: BenchSettings, log: Callable[[str], None] = print) -
                 times = time_interleaved(runners, settings.rounds_for(batch_size), settings.warmup)
                 result['onnxruntime'][str(batch_size)] = {n: _summary(t) for n, t in times.items()}
 
+    if settings.compile:
+        _time_compiled(candidates, settings, result, log)
+
     result['ratios'] = compute_ratios(result, settings)
     if settings.memory:
         for variant in settings.variants:
             log(f'memory: {variant}')
             result['memory'][variant] = memory_report(variant, settings.memory_batch, settings.img_size)
     return result
+
+
+def _time_compiled(candidates: List[Candidate], settings: BenchSettings, result: Dict, log: Callable) -> None:
+    # inductor with freezing folds the weights as constants and pre-packs them for oneDNN; it needs no_grad,
+    # not inference_mode, and compiles each batch size on its first call (the warm-up)
+    compiled = {
+        c.name: torch.compile(c.model, dynamic=False, options={'freezing': True})
+        for c in candidates
+        if c.kind in ('emo', 'peer') and not c.channels_last
+    }
+    for batch_size in settings.batch_sizes:
+        x = _input(batch_size, settings.img_size, False)
+        runners = {name: functools.partial(model, x) for name, model in compiled.items()}
+        log(f'torch.compile, batch {batch_size}: compiling {len(runners)} models (tens of seconds each), then timing')
+        with torch.no_grad():
+            times = time_interleaved(runners, settings.rounds_for(batch_size), max(settings.warmup, 1))
+        result['compiled'][str(batch_size)] = {n: _summary(t) for n, t in times.items()}
 
 
 def _best_layout(summaries: Dict[str, Dict]) -> Dict[str, Dict]:
@@ -420,8 +446,8 @@ def _best_layout(summaries: Dict[str, Dict]) -> Dict[str, Dict]:
 def compute_ratios(result: Dict, settings: BenchSettings) -> Dict:
     """Speed-ups (>1: ours faster): over the official arithmetic, and over each peer of the variant's tier."""
     ratios: Dict = {}
-    for backend in ('eager', 'onnxruntime'):
-        for batch, table in result[backend].items():
+    for backend in ('eager', 'onnxruntime', 'compiled'):
+        for batch, table in result.get(backend, {}).items():
             for variant in settings.variants:
                 if variant not in table:
                     continue
@@ -477,6 +503,9 @@ def format_markdown(result: Dict) -> str:
     for b in batches:
         if b in result['onnxruntime']:
             header.append(f'ORT b{b} ms')
+    for b in batches:
+        if b in result.get('compiled', {}):
+            header.append(f'compiled b{b} ms')
     lines += ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
     names = list(result['eager'][batches[0]]) if batches else []
     for name in names:
@@ -488,10 +517,11 @@ def format_markdown(result: Dict) -> str:
             layout = ' (NHWC)' if e and e.get('layout') == 'channels_last' else ''
             row.append(f'{e["median_ms"]:.1f} ({e["min_ms"]:.1f}-{e["max_ms"]:.1f}){layout}' if e else '')
             row.append(f'{int(b) * 1000 / e["median_ms"]:.0f}' if e else '')
-        for b in batches:
-            if b in result['onnxruntime']:
-                o = result['onnxruntime'][b].get(name)
-                row.append(f'{o["median_ms"]:.1f} ({o["min_ms"]:.1f}-{o["max_ms"]:.1f})' if o else '')
+        for backend in ('onnxruntime', 'compiled'):
+            for b in batches:
+                if b in result.get(backend, {}):
+                    o = result[backend][b].get(name)
+                    row.append(f'{o["median_ms"]:.1f} ({o["min_ms"]:.1f}-{o["max_ms"]:.1f})' if o else '')
         lines.append('| ' + ' | '.join(row) + ' |')
     lines += ['', 'Speed-ups of our fused EMO (median / median, same run; above 1: ours is faster):', '']
     cols = sorted({k for bk in result['ratios'].values() for t in bk.values() for v in t.values() for k in v})
@@ -612,6 +642,11 @@ def build_parser(prog: str = 'emo bench') -> argparse.ArgumentParser:
         metavar='DIR',
         help='also time the official implementation from a clone of github.com/zhangzjn/EMO (needs einops)',
     )
+    p.add_argument(
+        '--compile',
+        action='store_true',
+        help='also time torch.compile (inductor, freezing) of the fused EMO variants and the peers; slow to start',
+    )
     p.add_argument('--out-dir', default='benchmark-results', help='where benchmark.{json,md,png} go')
     return p
 
@@ -638,6 +673,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         memory_batch=args.memory_batch,
         weights='pretrained' if args.pretrained else None,
         official_code=args.official_code,
+        compile=args.compile,
     )
     result = run_benchmark(settings)
     paths = write_report(result, Path(args.out_dir))

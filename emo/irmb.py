@@ -169,6 +169,10 @@ class GridAttention(nn.Module):
         return grid_unpartition(out, batch, height, width)
 
     @torch.jit.unused
+    def _tracing(self) -> bool:
+        return not is_eager()
+
+    @torch.jit.unused
     def _few_heads(self, num_windows: int) -> bool:
         # eager CPU: below ~64 window-heads the fused kernel's setup costs more than it saves (measured on 2 cores)
         return is_eager() and num_windows * self.num_heads < 64
@@ -183,7 +187,10 @@ class GridAttention(nn.Module):
         n1 = (height + pad_b) // ws
         n2 = (width + pad_r) // ws
         num_windows, num_tokens = batch * n1 * n2, ws * ws
-        tokens = F.pad(x.permute(0, 2, 3, 1), [0, 0, 0, pad_r, 0, pad_b])  # (B, H, W, C); free for channels-last
+        tokens = x.permute(0, 2, 3, 1)  # (B, H, W, C); free for channels-last
+        # eager skips a zero pad (a full copy); traces and scripts always pad, to stay valid at any input size
+        if torch.jit.is_scripting() or self._tracing() or pad_b or pad_r:
+            tokens = F.pad(tokens, [0, 0, 0, pad_r, 0, pad_b])
         windows = tokens.reshape(batch, ws, n1, ws, n2, channels).permute(0, 2, 4, 1, 3, 5)
         windows = windows.reshape(num_windows, num_tokens, channels)
         qk = F.linear(windows, self.qk.weight.reshape(2 * channels, channels), self.qk.bias)

@@ -97,3 +97,19 @@ def test_bench_rejects_unknown_models(tmp_path, capsys):
     assert main(['bench', '--models', 'emo_3m', '--peers', '', '--no-onnx', '--out-dir', str(tmp_path)]) == 1
     assert 'emo_3m' in capsys.readouterr().err
     assert not (tmp_path / 'benchmark.json').exists()
+
+
+@pytest.mark.slow
+def test_compiled_section_times_emo_and_peers(tmp_path, monkeypatch):
+    monkeypatch.setitem(PEER_PAIRS, 'emo_1m', ('mobilenetv3_small_050',))
+    args = ['bench', '--models', 'emo_1m', '--peers', 'mobilenetv3_small_050', '--batch-sizes', '1', '--compile']
+    args += ['--img-size', '64', '--rounds', '2', '--warmup', '1', '--no-onnx', '--no-memory']
+    assert main([*args, '--out-dir', str(tmp_path)]) == 0
+    result = json.loads((tmp_path / 'benchmark.json').read_text())
+    compiled = result['compiled']['1']
+    # the fused EMO and the peer are compiled; the baselines stay eager-only
+    assert set(compiled) == {'emo_1m', 'mobilenetv3_small_050'}
+    assert all(e['runs'] == 2 and e['median_ms'] > 0 for e in compiled.values())
+    ratio = result['ratios']['compiled']['1']['emo_1m']['vs_mobilenetv3_small_050']
+    assert ratio == pytest.approx(compiled['mobilenetv3_small_050']['median_ms'] / compiled['emo_1m']['median_ms'])
+    assert '| compiled | 1 | emo_1m |' in (tmp_path / 'benchmark.md').read_text()
