@@ -486,6 +486,9 @@ def _environment() -> Dict[str, str]:
 
 
 # ---------------------------------------------------------------------------------------------------- report
+_EXTRA_COLUMNS = {'onnxruntime': 'ORT', 'compiled': 'compiled'}  # backends after eager: result key -> column label
+
+
 def format_markdown(result: Dict) -> str:
     """The latency tables, the ratio table and the memory table, as Markdown."""
     s, lines = result['settings'], []
@@ -500,12 +503,8 @@ def format_markdown(result: Dict) -> str:
     header = ['model', 'top-1']
     for b in batches:
         header += [f'eager b{b} ms', f'eager b{b} img/s']
-    for b in batches:
-        if b in result['onnxruntime']:
-            header.append(f'ORT b{b} ms')
-    for b in batches:
-        if b in result.get('compiled', {}):
-            header.append(f'compiled b{b} ms')
+    for backend, label in _EXTRA_COLUMNS.items():
+        header += [f'{label} b{b} ms' for b in batches if b in result.get(backend, {})]
     lines += ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
     names = list(result['eager'][batches[0]]) if batches else []
     for name in names:
@@ -517,7 +516,7 @@ def format_markdown(result: Dict) -> str:
             layout = ' (NHWC)' if e and e.get('layout') == 'channels_last' else ''
             row.append(f'{e["median_ms"]:.1f} ({e["min_ms"]:.1f}-{e["max_ms"]:.1f}){layout}' if e else '')
             row.append(f'{int(b) * 1000 / e["median_ms"]:.0f}' if e else '')
-        for backend in ('onnxruntime', 'compiled'):
+        for backend in _EXTRA_COLUMNS:
             for b in batches:
                 if b in result.get(backend, {}):
                     o = result[backend][b].get(name)
