@@ -38,6 +38,9 @@ __all__ = [
 
 _logger = logging.getLogger(__name__)
 
+# torch.save's legacy (non-zip) files start with this pickle of a magic number; other pickles are not checkpoints
+_LEGACY_TORCH_MAGIC = b'\x80\x02\x8a\nl\xfc\x9cF\xf9 j\xa8P\x19.'
+
 # wrapper keys, in order of preference: EMA weights first
 _WRAPPER_KEYS = ('net_E', 'state_dict_ema', 'model_ema', 'net', 'state_dict', 'model')
 
@@ -94,24 +97,42 @@ def read_checkpoint(path: str) -> dict:
                 f'checkpoint file {path!r} ({size} bytes) is truncated or corrupt: its zip directory is missing; '
                 'download or save it again'
             )
-    elif not head.startswith(b'\x80'):
+    elif not head.startswith(_LEGACY_TORCH_MAGIC):
+        # a pickle opcode stream that is not torch.save's: a plain pickle, or random bytes that start like one
         raise CheckpointError(
             f'{path!r} is not a checkpoint: it is neither a PyTorch file (torch.save) nor a safetensors file'
+            + (' (it is a plain Python pickle, which emo never unpickles)' if _is_plain_pickle(path) else '')
         )
     try:
         return torch.load(path, map_location='cpu', weights_only=True)
     except pickle.UnpicklingError as e:
-        if 'weights_only' in str(e) or 'Weights only' in str(e):
+        if 'Unsupported global' in str(e):  # a real object reference, refused by the weights-only unpickler
             raise CheckpointError(
                 f'{path!r} holds Python objects besides tensors, and unpickling them could run code, so it is '
-                'refused. If you trust the file, re-save only its weights: '
-                "torch.save(torch.load(path, weights_only=False)['net'], 'weights.pth')"
+                'refused. If you trust the file and where it came from, re-save only its tensors: load it once in '
+                'a Python session you trust, take the state dict (names to tensors) out of what it holds, and '
+                'save that with torch.save or safetensors; then load the new file'
             ) from e
-        raise CheckpointError(f'{path!r} is not a valid PyTorch checkpoint ({e}); download or save it again') from e
+        raise CheckpointError(
+            f'checkpoint file {path!r} is truncated or corrupt (its pickle does not parse); download or save it again'
+        ) from e
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
         raise CheckpointError(
             f'checkpoint file {path!r} is truncated or corrupt ({e}); download or save it again'
         ) from e
+
+
+def _is_plain_pickle(path: str) -> bool:
+    """Whether the file parses as a pickle opcode stream (read as opcodes only: nothing is executed)."""
+    import pickletools
+
+    try:
+        with open(path, 'rb') as f:
+            for _ in pickletools.genops(f):
+                pass
+    except Exception:  # noqa: BLE001 - any parse error means: not a pickle
+        return False
+    return True
 
 
 def _looks_like_safetensors(head: bytes, size: int) -> bool:

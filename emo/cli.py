@@ -7,7 +7,8 @@ from typing import List, Optional
 import torch
 
 from .checkpoint import CheckpointError
-from .hub import WeightsUnavailableError
+from .files import Terminated, sigterm_raises
+from .hub import HubUploadError, WeightsUnavailableError
 from .variants import VARIANTS
 
 __all__ = ['main', 'build_parser']
@@ -124,10 +125,17 @@ def main(argv: Optional[List[str]] = None) -> int:
             return 2
         command, run = args.command, lambda: args.func(args)
     try:
-        run()
-    except (CheckpointError, WeightsUnavailableError, OSError, ValueError) as e:
+        with sigterm_raises():  # SIGTERM unwinds like Ctrl-C: every temporary file and folder is removed
+            run()
+    except (CheckpointError, WeightsUnavailableError, HubUploadError, OSError, ValueError) as e:
         print(f'emo {command}: error: {e}', file=sys.stderr)
         return 1
+    except Terminated:
+        print(f'emo {command}: stopped by SIGTERM; files it had finished are intact', file=sys.stderr)
+        return Terminated.exit_code
+    except KeyboardInterrupt:
+        print(f'emo {command}: interrupted; files it had finished are intact', file=sys.stderr)
+        return 130
     return 0
 
 

@@ -1,16 +1,30 @@
-"""ImageNet-style folders (``train/CLASS/*.jpg``, ``val/CLASS/*.jpg``): checks before training, and a dataset that
-skips unreadable images with one warning each instead of crashing a run."""
+"""ImageNet-style folders (``train/CLASS/*.jpg``, ``val/CLASS/*.jpg``): checks before training, and a dataset whose
+unreadable images are dropped from their batches (warned about once each and listed) instead of crashing a run."""
 
 import logging
 import os
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 from PIL import Image
 from timm.data import create_dataset
+from torch.utils.data import DataLoader, default_collate
 
-__all__ = ['IMAGE_EXTENSIONS', 'check_image_folders', 'class_folders', 'SkippingImageFolder', 'skipped_images']
+from .files import atomic_write
+
+__all__ = [
+    'IMAGE_EXTENSIONS',
+    'SKIPPED_FILE',
+    'check_image_folders',
+    'class_folders',
+    'Unreadable',
+    'ReadableBatch',
+    'SkippingImageFolder',
+    'collate_readable',
+    'readable_loader',
+    'SkippedImages',
+]
 
 _logger = logging.getLogger(__name__)
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff', '.gif', '.ppm')
@@ -38,6 +52,11 @@ def class_folders(root: Path, role: str) -> Dict[str, int]:
 def check_image_folders(train_dir: Optional[Path], val_dir: Optional[Path]) -> List[str]:
     """Check the folders before any training starts and return the class names (sorted train folder names)."""
     classes = list(class_folders(train_dir, 'training')) if train_dir is not None else None
+    if classes is not None and len(classes) < 2:
+        raise ValueError(
+            f'{train_dir} has one class folder ({classes[0]!r}); training needs at least two: with one class every '
+            'prediction is right and top-1 would read 100% whatever the model learned. Add a folder per class'
+        )
     if val_dir is not None:
         val_classes = class_folders(val_dir, 'validation')
         if classes is not None:
@@ -52,27 +71,38 @@ def check_image_folders(train_dir: Optional[Path], val_dir: Optional[Path]) -> L
     return classes
 
 
+class Unreadable(NamedTuple):
+    """A sample whose file could not be read or decoded: it is dropped from its batch, never replaced."""
+
+    path: str
+    error: str
+
+
+class ReadableBatch(NamedTuple):
+    """What :func:`collate_readable` makes of a batch: the readable samples and the unreadable ones it dropped.
+
+    ``images`` and ``targets`` are None when no sample of the batch was readable.
+    """
+
+    images: Optional[torch.Tensor]
+    targets: Optional[torch.Tensor]
+    skipped: List[Unreadable]
+
+
 class SkippingImageFolder(torch.utils.data.Dataset):
     """The samples of a class-folder tree (indexed by timm's ``create_dataset``), decoded to RGB and transformed.
 
-    An image that cannot be read or decoded is replaced by the next readable one, once warned about by name and
-    appended to ``record_dir/skipped_images.txt`` (shared by data-loader workers and processes), so that a run can
-    report the count at its end.
+    An image that cannot be read or decoded comes back as :class:`Unreadable`; :func:`collate_readable` drops it
+    from its batch. Substituting another sample would count images that are not there and, in training, repeat
+    another one (often of another class) in its place.
     """
 
-    def __init__(
-        self,
-        root: Path,
-        transform: Optional[Callable] = None,
-        class_map: Optional[Dict[str, int]] = None,
-        record_dir: Optional[Path] = None,
-    ):
+    def __init__(self, root: Path, transform: Optional[Callable] = None, class_map: Optional[Dict[str, int]] = None):
         self.root = Path(root)
         self.samples: List[Tuple[str, int]] = create_dataset(
             '', root=str(root), class_map=class_map or ''
         ).reader.samples
         self.transform = transform
-        self.record = Path(record_dir) / SKIPPED_FILE if record_dir else None
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -81,30 +111,59 @@ class SkippingImageFolder(torch.utils.data.Dataset):
     def targets(self) -> List[int]:
         return [target for _, target in self.samples]
 
-    def _skip(self, index: int, error: Exception) -> None:
-        name = str(Path(self.samples[index][0]).resolve())
-        if self.record is not None:
-            seen = self.record.is_file() and name in self.record.read_text().splitlines()
-            if seen:
-                return
-            with open(self.record, 'a') as f:  # one short append: whole lines even with concurrent writers
-                f.write(name + '\n')
-        _logger.warning('skipping unreadable image %s (%s)', name, error)
-
-    def __getitem__(self, index: int) -> Tuple[torch.Tensor, int]:
-        for attempt in range(len(self)):
-            i = (index + attempt) % len(self)
-            path, target = self.samples[i]
-            try:
-                with Image.open(path) as img:
-                    img = img.convert('RGB')  # decodes fully: truncated files fail here, not later
-            except Exception as e:  # noqa: BLE001 - any decoder error means: skip this file
-                self._skip(i, e)
-                continue
-            return (self.transform(img) if self.transform else img), target
-        raise RuntimeError(f'no readable image in {self.root}')
+    def __getitem__(self, index: int) -> Union[Tuple[torch.Tensor, int], Unreadable]:
+        path, target = self.samples[index]
+        try:
+            with Image.open(path) as img:
+                img = img.convert('RGB')  # decodes fully: truncated files fail here, not later
+        except Exception as e:  # noqa: BLE001 - any decoder error means: skip this file
+            return Unreadable(str(Path(path).resolve()), f'{type(e).__name__}: {e}')
+        return (self.transform(img) if self.transform else img), target
 
 
-def skipped_images(record_dir: Path) -> Sequence[str]:
-    record = Path(record_dir) / SKIPPED_FILE
-    return sorted(set(record.read_text().splitlines())) if record.is_file() else []
+def collate_readable(samples: Sequence[Union[Tuple[torch.Tensor, int], Unreadable]]) -> ReadableBatch:
+    """``default_collate`` of the readable samples; the unreadable ones are listed, not filled in."""
+    skipped = [s for s in samples if isinstance(s, Unreadable)]
+    readable = [s for s in samples if not isinstance(s, Unreadable)]
+    if not readable:
+        return ReadableBatch(None, None, skipped)
+    images, targets = default_collate(readable)
+    return ReadableBatch(images, targets, skipped)
+
+
+def readable_loader(dataset: SkippingImageFolder, **kwargs) -> DataLoader:
+    """A DataLoader over ``dataset`` whose batches are :class:`ReadableBatch` (see :func:`collate_readable`)."""
+    return DataLoader(dataset, collate_fn=collate_readable, **kwargs)
+
+
+class SkippedImages:
+    """The unreadable images that one command met: each warned about once, then written out at its end.
+
+    The record belongs to the run that writes it: a run starts with an empty one and replaces the file, so the
+    list never shows an earlier run's images as its own.
+    """
+
+    def __init__(self) -> None:
+        self.errors: Dict[str, str] = {}
+
+    def __len__(self) -> int:
+        return len(self.errors)
+
+    def add(self, skipped: Iterable[Unreadable]) -> None:
+        for item in skipped:
+            if item.path not in self.errors:
+                self.errors[item.path] = item.error
+                _logger.warning('skipping unreadable image %s (%s)', item.path, item.error)
+
+    def update(self, paths: Iterable[str]) -> None:
+        """Merge paths met by other processes (already warned about there)."""
+        for path in paths:
+            self.errors.setdefault(path, '')
+
+    def write(self, path: Path) -> None:
+        """Write the sorted list to ``path``, or remove an earlier run's ``path`` when nothing was skipped."""
+        if not self.errors:
+            Path(path).unlink(missing_ok=True)
+            return
+        text = ''.join(f'{p}\n' for p in sorted(self.errors))
+        atomic_write(path, lambda f: f.write(text.encode()))

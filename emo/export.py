@@ -39,12 +39,21 @@ ONNX_OPSET = 17  # LayerNormalization is an ONNX op from 17 on
 TOLERANCE = 1e-4
 
 
+def _check_output_file(path: Path, overwrite: bool, example_name: str = 'model.onnx') -> None:
+    """Refuse an output that is a folder (no flag makes a file of it) or an existing file without ``overwrite``."""
+    if path.is_dir():
+        raise IsADirectoryError(f'{path} is a folder; the output is a file: name one, e.g. -o {path / example_name}')
+    if path.exists() and not overwrite:
+        raise FileExistsError(f'{path} exists; pass overwrite=True (emo export --overwrite) to replace it')
+    if path.parent.exists() and not path.parent.is_dir():
+        raise NotADirectoryError(f'{path.parent} is a file, so {path} cannot be written there; choose another path')
+
+
 @contextmanager
 def _atomic_path(path: Path, overwrite: bool) -> Iterator[Path]:
     """A temporary path beside ``path`` that becomes ``path`` when the block succeeds."""
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f'{path} exists; pass overwrite=True (emo export --overwrite) to replace it')
+    _check_output_file(path, overwrite, path.name)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.partial', dir=path.parent)
     os.close(fd)
@@ -200,10 +209,11 @@ def export_model(
 
     if fmt not in FORMATS:
         raise ValueError(f'unknown export format {fmt!r}; choose one of {sorted(FORMATS)}')
+    path = Path(output) if output else Path(f'{model_name}{FORMATS[fmt]}')
+    _check_output_file(path, overwrite, f'{model_name}{FORMATS[fmt]}')  # before minutes of export, not after
     model = create_with_weights(model_name, weights).eval()
     if fuse:
         model = reparameterize_model(model)
-    path = Path(output) if output else Path(f'{model_name}{FORMATS[fmt]}')
     if fmt == 'onnx':
         diffs = export_onnx(model, path, img_size, dynamic=dynamic, overwrite=overwrite)
     elif fmt == 'torchscript':

@@ -16,6 +16,7 @@ from typing import Dict, List, Optional, Tuple, Type, Union
 import torch
 import torch.nn as nn
 from huggingface_hub.errors import RepositoryNotFoundError
+from safetensors import SafetensorError
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import LayerNorm2d, get_device_dtype, register_notrace_function, trunc_normal_
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model, resolve_pretrained_cfg
@@ -374,6 +375,29 @@ def _check_head_args(num_classes: int, global_pool: str) -> None:
         raise ValueError(f'num_classes must be >= 0, got {num_classes}')
 
 
+def _check_out_indices(out_indices, num_stages: int = 4):
+    """``out_indices`` as timm takes them (stage indices, negatives from the end, or an int: the last n), checked.
+
+    Repeated or unordered indices are refused: the features come back in network order, once each, so
+    ``feature_info`` would describe other tensors than the ones returned.
+    """
+    example = f'e.g. out_indices=(1, 2, 3) or out_indices=2 (the last two); EMO has {num_stages} stages'
+    if isinstance(out_indices, int) and not isinstance(out_indices, bool):
+        if not 1 <= out_indices <= num_stages:
+            raise ValueError(f'out_indices={out_indices} asks for the last {out_indices} stages; {example}')
+        return out_indices
+    indices = tuple(out_indices) if isinstance(out_indices, (list, tuple)) else None
+    if not indices or not all(isinstance(i, int) and not isinstance(i, bool) for i in indices):
+        raise ValueError(f'out_indices must be a non-empty tuple of stage indices, got {out_indices!r}; {example}')
+    bad = [i for i in indices if not -num_stages <= i < num_stages]
+    if bad:
+        raise ValueError(f'out_indices {bad} are not stages: use 0..{num_stages - 1} or -{num_stages}..-1; {example}')
+    positions = [i % num_stages for i in indices]
+    if positions != sorted(set(positions)):
+        raise ValueError(f'out_indices={out_indices!r} must name each stage once, in increasing order; {example}')
+    return indices
+
+
 def _init_weights(module: nn.Module) -> None:
     # the official init: classifier trunc_normal(0.02) with zero bias; convs and norms keep PyTorch's defaults
     if isinstance(module, nn.Linear):
@@ -419,6 +443,21 @@ default_cfgs = generate_default_cfgs({
 })  # fmt: skip
 
 
+def _pretrained_cfg(variant: str, kwargs: dict):
+    return resolve_pretrained_cfg(
+        variant,
+        pretrained_cfg=kwargs.get('pretrained_cfg'),
+        pretrained_cfg_overlay=kwargs.get('pretrained_cfg_overlay'),
+    )
+
+
+def _from_hub(cfg) -> bool:
+    # timm's order (timm.models._builder): an hf-hub: name, else a state dict, a file, then an hf_hub_id
+    return cfg.source == 'hf-hub' or (
+        cfg.source != 'local-dir' and not cfg.state_dict and not cfg.file and bool(cfg.hf_hub_id)
+    )
+
+
 def _resolve_weights(variant: str, kwargs: dict) -> None:
     """Prepare ``pretrained=True`` for timm's loader: check a local file, or fetch the released weights.
 
@@ -426,11 +465,7 @@ def _resolve_weights(variant: str, kwargs: dict) -> None:
     The release origin (the default) goes through :func:`emo.hub.fetch_official` instead of timm's plain URL
     download, to verify the blob id and cache converted weights; ``EMO_HUB_ORG`` switches the default to the Hub.
     """
-    cfg = resolve_pretrained_cfg(
-        variant,
-        pretrained_cfg=kwargs.get('pretrained_cfg'),
-        pretrained_cfg_overlay=kwargs.get('pretrained_cfg_overlay'),
-    )
+    cfg = _pretrained_cfg(variant, kwargs)
     overlay = dict(kwargs.get('pretrained_cfg_overlay') or {})
     if cfg.source in ('hf-hub', 'local-dir') or cfg.state_dict:
         return
@@ -440,6 +475,9 @@ def _resolve_weights(variant: str, kwargs: dict) -> None:
     name = f'{cfg.architecture}.{cfg.tag}'
     if not cfg.hf_hub_id and hub.hub_org():
         overlay['hf_hub_id'] = f'{hub.hub_org()}/{name}'
+        # the file emo push uploads; named, timm asks for it alone instead of also trying pytorch_model.bin, which
+        # offline doubled the time spent in huggingface_hub's retries before the error
+        overlay.setdefault('hf_hub_filename', hub.HUB_WEIGHTS_FILE)
     elif not cfg.hf_hub_id and cfg.url:
         default_url = hub.released_weights()[name].url
         path = hub.fetch_official(
@@ -452,7 +490,7 @@ def _resolve_weights(variant: str, kwargs: dict) -> None:
 def _create_emo(variant: str, pretrained: bool = False, **kwargs) -> EMO:
     if pretrained:
         _resolve_weights(variant, kwargs)
-    out_indices = kwargs.pop('out_indices', (0, 1, 2, 3))
+    out_indices = _check_out_indices(kwargs.pop('out_indices', (0, 1, 2, 3)))
     try:
         return build_model_with_cfg(
             EMO,
@@ -468,6 +506,13 @@ def _create_emo(variant: str, pretrained: bool = False, **kwargs) -> EMO:
             f'Hugging Face Hub repository {hub_id} was not found (or is private): check the name, EMO_HUB_ORG, '
             'and your login; unset EMO_HUB_ORG to download from the release origin'
         ) from e
+    except SafetensorError as e:  # timm reads model.safetensors itself (local-dir:, the Hub) and names no file
+        raise hub.unreadable_weights(_pretrained_cfg(variant, kwargs), e) from e
+    except hub.hub_errors() as e:
+        cfg = _pretrained_cfg(variant, kwargs)
+        if not pretrained or not _from_hub(cfg):
+            raise
+        raise hub.hub_unavailable(cfg.hf_hub_id, variant, e) from e
 
 
 def _variant_args(name: str, kwargs: dict) -> dict:

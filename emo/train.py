@@ -11,6 +11,10 @@ Built from timm's training pieces: ``create_dataset`` (folder indexing), ``creat
   everything a resume needs: model, EMA, optimizer, scheduler, AMP scaler and epoch (random number generators are
   seeded from the seed, the epoch and the rank at the start of every epoch, so they need no saving).
 
+What a run will not do (docs/reliability.md): write into a folder that holds another run unless told to
+(``--resume`` from it, or ``--exist-ok``), resume from a checkpoint of another model, class list or image size,
+train on a single class, or count an unreadable image (it is dropped from its batch and listed).
+
 Defaults follow the official ImageNet recipe (AdamW, lr 6e-3 at batch 2048 scaled linearly to the global batch,
 weight decay 0.05, cosine schedule with 20/300 of the epochs as warm-up, EMA 0.9998, label smoothing 0.1,
 RandAugment, no mixup/cutmix, gradient clipping 5), with AMP on CUDA.
@@ -18,6 +22,8 @@ RandAugment, no mixup/cutmix, gradient clipping 5), with AMP on CUDA.
 
 import argparse
 import csv
+import functools
+import io
 import logging
 import math
 import os
@@ -34,21 +40,27 @@ import torch.distributed as dist
 import torch.nn as nn
 from timm.data import Mixup, create_transform, resolve_data_config
 from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
+from timm.models import get_pretrained_cfg
 from timm.optim import create_optimizer_v2
 from timm.scheduler import create_scheduler_v2
 from timm.utils import ModelEmaV3, NativeScaler
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DistributedSampler
 from tqdm import tqdm
 
-from .checkpoint import read_checkpoint
-from .data import SkippingImageFolder, check_image_folders, skipped_images
+from .checkpoint import CheckpointError, read_checkpoint
+from .data import SKIPPED_FILE, SkippedImages, SkippingImageFolder, check_image_folders, readable_loader
 from .evaluate import evaluate
+from .files import atomic_write, remove_stale_temporaries
 from .model import create_with_weights
 from .variants import VARIANTS
 
-__all__ = ['main', 'build_parser', 'save_atomic']
+__all__ = ['main', 'build_parser', 'RUN_FILES']
 
 _logger = logging.getLogger('emo.train')
+# what a run folder holds; the first three are the run itself, which a new run must not overwrite unasked
+RUN_FILES = ('last.pth', 'best.pth', 'metrics.csv', 'metrics.png', SKIPPED_FILE)
+# what --resume needs from a checkpoint: emo train writes all of them
+RESUME_KEYS = ('arch', 'epoch', 'class_names', 'img_size', 'state_dict', 'optimizer', 'scheduler', 'history', 'best')
 METRIC_FIELDS = ['epoch', 'train_loss', 'lr', 'val_loss', 'val_top1', 'val_top5', 'epoch_time_s', 'train_img_per_s']
 
 
@@ -62,6 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--weights', default=None, help='start from this checkpoint file instead (implies --pretrained)')
     p.add_argument('--output', required=True, type=Path, help='run folder: checkpoints, metrics.csv, metrics.png')
     p.add_argument('--resume', default=None, type=Path, help='a last.pth to continue from')
+    p.add_argument(
+        '--exist-ok',
+        action='store_true',
+        help='write into an --output that holds another run, replacing its checkpoints and metrics',
+    )
     p.add_argument('--epochs', type=int, default=30)
     p.add_argument('--batch-size', type=int, default=128, help='per process')
     p.add_argument('--img-size', type=int, default=None, help='train/eval size (default: the model cfg, 224)')
@@ -115,20 +132,6 @@ class _Distributed:
             dist.destroy_process_group()
 
 
-def save_atomic(obj: object, path: Path) -> None:
-    """torch.save to a temporary file beside ``path``, flushed to disk, then renamed over it."""
-    tmp = path.with_name(f'.{path.name}.tmp-{os.getpid()}')
-    try:
-        with open(tmp, 'wb') as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def _seed_epoch(seed: int, epoch: int, rank: int) -> None:
     # every epoch starts from its own seed (all RNGs, before any draw): a resumed run repeats the uninterrupted
     # one's data order and augmentations without storing RNG states
@@ -139,12 +142,11 @@ def _seed_epoch(seed: int, epoch: int, rank: int) -> None:
 
 
 def _write_metrics(history: List[dict], output: Path) -> None:
-    tmp = output / '.metrics.csv.tmp'
-    with open(tmp, 'w', newline='') as f:
-        writer = csv.DictWriter(f, fieldnames=METRIC_FIELDS)
-        writer.writeheader()
-        writer.writerows(history)
-    os.replace(tmp, output / 'metrics.csv')
+    text = io.StringIO(newline='')
+    writer = csv.DictWriter(text, fieldnames=METRIC_FIELDS)
+    writer.writeheader()
+    writer.writerows(history)
+    atomic_write(output / 'metrics.csv', lambda f: f.write(text.getvalue().encode()))
     _plot_metrics(history, output / 'metrics.png')
 
 
@@ -165,10 +167,10 @@ def _plot_metrics(history: List[dict], path: Path) -> None:
     ax_acc.set(xlabel='epoch', ylabel='accuracy (%)', title='validation accuracy', ylim=(0, 100))
     ax_acc.legend()
     fig.tight_layout()
-    tmp = path.with_name('.metrics.png.tmp')
-    fig.savefig(tmp, format='png', dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        atomic_write(path, lambda f: fig.savefig(f, format='png', dpi=100))
+    finally:
+        plt.close(fig)
 
 
 def _freeze_bn(model: nn.Module) -> None:
@@ -180,21 +182,79 @@ def _freeze_bn(model: nn.Module) -> None:
 def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(message)s')
+    for flag, value, least in (('--epochs', args.epochs, 1), ('--batch-size', args.batch_size, 1)):
+        if value < least:
+            raise ValueError(f'{flag} must be at least {least}, got {value}')
+    if args.img_size is not None and args.img_size < 32:
+        raise ValueError(f'--img-size {args.img_size} is too small: EMO downsamples by 32 and needs at least 32')
     train_dir, val_dir = args.data / args.train_split, args.data / args.val_split
     class_names = check_image_folders(train_dir, val_dir)  # before anything is built: fail fast and clearly
-    if args.resume is not None and not args.resume.is_file():
-        raise FileNotFoundError(f'--resume {args.resume} does not exist')
+    img_size = args.img_size or get_pretrained_cfg(args.model).input_size[-1]
+    resume_state = _read_resume(args.resume, args.model, class_names, img_size) if args.resume else None
+    _check_output(args.output, args.resume, args.exist_ok)
     env = _Distributed(args.device)
     try:
-        return _train(args, env, train_dir, val_dir, class_names)
+        return _train(args, env, train_dir, val_dir, class_names, resume_state)
     finally:
         env.close()
 
 
-def _train(args, env: _Distributed, train_dir: Path, val_dir: Path, class_names: List[str]) -> Dict[str, float]:
+def _check_output(output: Path, resume: Optional[Path], exist_ok: bool) -> None:
+    """Refuse to write over another run: only a resume of the run in ``output`` itself, or ``--exist-ok``, may."""
+    if output.exists() and not output.is_dir():
+        raise FileExistsError(f'--output {output} is a file, not a folder: choose a folder for the run')
+    earlier = [name for name in RUN_FILES[:3] if (output / name).exists()]
+    if not earlier or exist_ok or (resume is not None and resume.resolve().parent == output.resolve()):
+        return
+    raise FileExistsError(
+        f'--output {output} already holds a run ({", ".join(earlier)}): continue it with '
+        f'--resume {output / "last.pth"}, choose a new --output, or pass --exist-ok to replace its files'
+    )
+
+
+def _read_resume(path: Path, model: str, class_names: List[str], img_size: int) -> dict:
+    """The checkpoint of ``--resume``, if it continues this run: same model, classes in the same order, image size."""
+    if not path.is_file():
+        raise FileNotFoundError(f'--resume {path} does not exist')
+    state = read_checkpoint(path)
+    missing = [key for key in RESUME_KEYS if key not in state]
+    if missing:
+        raise CheckpointError(
+            f'--resume {path} is not a checkpoint of emo train (it has no {", ".join(missing)}): to start from its '
+            f'weights, pass --weights {path} instead'
+        )
+    differences = []
+    if state['arch'] != model:
+        differences.append(f'it trained {state["arch"]}, this run --model {model}')
+    saved = [str(c) for c in state['class_names']]
+    if len(saved) != len(class_names):
+        differences.append(f'it has {len(saved)} classes, the data {len(class_names)}')
+    elif saved != class_names:
+        same_set = sorted(saved) == sorted(class_names)
+        first = next(i for i, (a, b) in enumerate(zip(saved, class_names)) if a != b)
+        differences.append(
+            f'its classes are {"the same but in another order" if same_set else "other ones"} '
+            f'(class {first} is {saved[first]!r} there, {class_names[first]!r} in the data)'
+        )
+    if int(state['img_size']) != img_size:
+        differences.append(f'it trained at --img-size {state["img_size"]}, this run at {img_size}')
+    if differences:
+        raise ValueError(
+            f'--resume {path} does not continue this run: {"; ".join(differences)}. Resume with the model, data '
+            'and image size it was trained with, or start a new run in a new --output'
+        )
+    return state
+
+
+def _train(
+    args, env: _Distributed, train_dir: Path, val_dir: Path, class_names: List[str], resume_state: Optional[dict]
+) -> Dict[str, float]:
     output: Path = args.output
     if env.main:
         output.mkdir(parents=True, exist_ok=True)
+        for tmp in remove_stale_temporaries(output, RUN_FILES):  # a SIGKILL runs no cleanup: the next run does
+            _logger.info('removed %s, left by a run that was killed while writing', tmp)
+        (output / SKIPPED_FILE).unlink(missing_ok=True)  # an earlier run's list is not this run's
     env.barrier()
     torch.manual_seed(args.seed)
 
@@ -208,10 +268,9 @@ def _train(args, env: _Distributed, train_dir: Path, val_dir: Path, class_names:
     aa = None if args.no_aug or args.aa == 'none' else args.aa
     train_tf = create_transform(**data_cfg, is_training=not args.no_aug, auto_augment=aa)
     eval_tf = create_transform(**data_cfg, is_training=False)
-    train_set = SkippingImageFolder(train_dir, train_tf, record_dir=output)
-    val_set = SkippingImageFolder(
-        val_dir, eval_tf, class_map={c: i for i, c in enumerate(class_names)}, record_dir=output
-    )
+    train_set = SkippingImageFolder(train_dir, train_tf)
+    val_set = SkippingImageFolder(val_dir, eval_tf, class_map={c: i for i, c in enumerate(class_names)})
+    skipped = SkippedImages()
     global_batch = args.batch_size * env.world_size
     if len(train_set) < global_batch:
         raise ValueError(
@@ -221,8 +280,8 @@ def _train(args, env: _Distributed, train_dir: Path, val_dir: Path, class_names:
         train_set, num_replicas=env.world_size, rank=env.rank, shuffle=True, seed=args.seed, drop_last=True
     )
     loader_kw = dict(num_workers=args.workers, pin_memory=env.device.type == 'cuda', persistent_workers=False)
-    train_loader = DataLoader(train_set, batch_size=args.batch_size, sampler=sampler, drop_last=True, **loader_kw)
-    val_loader = DataLoader(val_set, batch_size=args.batch_size, shuffle=False, **loader_kw)
+    train_loader = readable_loader(train_set, batch_size=args.batch_size, sampler=sampler, drop_last=True, **loader_kw)
+    val_loader = readable_loader(val_set, batch_size=args.batch_size, shuffle=False, **loader_kw)
 
     model.to(env.device)
     if args.sync_bn and env.world_size > 1:
@@ -260,8 +319,8 @@ def _train(args, env: _Distributed, train_dir: Path, val_dir: Path, class_names:
         )
 
     start_epoch, history, best = 0, [], {'val_top1': -1.0, 'epoch': -1}
-    if args.resume is not None:
-        state = read_checkpoint(args.resume)
+    if resume_state is not None:
+        state = resume_state
         model.load_state_dict(state['state_dict'])
         optimizer.load_state_dict(state['optimizer'])
         scheduler.load_state_dict(state['scheduler'])
@@ -270,10 +329,14 @@ def _train(args, env: _Distributed, train_dir: Path, val_dir: Path, class_names:
         if scaler is not None and state.get('scaler'):
             scaler.load_state_dict(state['scaler'])
         start_epoch, history, best = state['epoch'] + 1, list(state['history']), dict(state['best'])
+        del state, resume_state
         if env.main:
             _logger.info('resumed from %s: epoch %d of %d done', args.resume, start_epoch, args.epochs)
+            if start_epoch >= args.epochs:
+                _logger.warning('nothing left to train: raise --epochs above %d to train longer', start_epoch)
 
     num_updates = start_epoch * len(train_loader)
+    last_readable = None
     result = {}
     for epoch in range(start_epoch, args.epochs):
         _seed_epoch(args.seed, epoch, env.rank)
@@ -289,12 +352,31 @@ def _train(args, env: _Distributed, train_dir: Path, val_dir: Path, class_names:
             leave=True,
             dynamic_ncols=True,
         )
-        for step, (images, targets) in enumerate(progress):
+        for step, batch in enumerate(progress):
+            skipped.add(batch.skipped)
+            images, targets = batch.images, batch.targets
+            if images is not None and mixup is not None and len(images) % 2:  # timm's Mixup pairs the images
+                images, targets = (images[:-1], targets[:-1]) if len(images) > 1 else (None, None)
+            weight = 1.0
+            if images is None:  # no readable image in this batch
+                _logger.warning('process %d: batch %d of epoch %d has no readable image', env.rank, step, epoch + 1)
+                if env.world_size == 1:
+                    num_updates += 1  # the schedule stays where an uninterrupted or resumed run has it
+                    scheduler.step_update(num_updates)
+                    continue
+                if last_readable is None:
+                    raise ValueError(
+                        f'the first training batch of process {env.rank} had no readable image: too many unreadable '
+                        f'images in {train_dir}; fix or remove them'
+                    )
+                # every process must take part in each gradient all-reduce: repeat the last batch with weight 0
+                (images, targets), weight = last_readable, 0.0
+            last_readable = (images, targets)
             images, targets = images.to(env.device, non_blocking=True), targets.to(env.device, non_blocking=True)
             if mixup is not None:
                 images, targets = mixup(images, targets)
             with autocast():
-                loss = train_loss_fn(ddp_model(images), targets)
+                loss = train_loss_fn(ddp_model(images), targets) * weight
             optimizer.zero_grad(set_to_none=True)
             if scaler is not None:
                 scaler(loss, optimizer, clip_grad=args.clip_grad, parameters=model.parameters())
@@ -307,21 +389,31 @@ def _train(args, env: _Distributed, train_dir: Path, val_dir: Path, class_names:
             scheduler.step_update(num_updates)
             if ema is not None:
                 ema.update(model, step=num_updates)
-            loss_sum += loss.detach() * images.shape[0]
-            seen += images.shape[0]
+            if weight:
+                loss_sum += loss.detach() * images.shape[0]
+                seen += images.shape[0]
             if env.main and step % 5 == 0:
-                rate = seen * env.world_size / (time.perf_counter() - start)
+                rate = seen * env.world_size / (time.perf_counter() - start)  # shown while running: an estimate
                 progress.set_postfix(
                     loss=f'{loss.item():.3f}', lr=f'{optimizer.param_groups[0]["lr"]:.2e}', img_s=f'{rate:.0f}'
                 )
+        seen_all = torch.tensor([seen], device=env.device)
         if env.world_size > 1:
             dist.all_reduce(loss_sum)
+            dist.all_reduce(seen_all)
+            met: List[Optional[List[str]]] = [None] * env.world_size
+            dist.all_gather_object(met, sorted(skipped.errors))
+            for paths in met:
+                skipped.update(paths)
+        seen_all = int(seen_all.item())
+        if seen_all == 0:
+            raise ValueError(f'no image of {train_dir} could be read in epoch {epoch + 1}: nothing was trained')
         epoch_time = time.perf_counter() - start
-        train_loss = loss_sum.item() / (seen * env.world_size)
+        train_loss = loss_sum.item() / seen_all
 
         if env.main:
             eval_model = ema.module if ema is not None else model
-            metrics = evaluate(eval_model, val_loader, env.device, len(class_names), autocast=autocast)
+            metrics = evaluate(eval_model, val_loader, env.device, len(class_names), autocast=autocast, skipped=skipped)
             row = dict(
                 epoch=epoch + 1,
                 train_loss=round(train_loss, 6),
@@ -330,7 +422,7 @@ def _train(args, env: _Distributed, train_dir: Path, val_dir: Path, class_names:
                 val_top1=round(metrics['top1'], 4),
                 val_top5=round(metrics['top5'], 4),
                 epoch_time_s=round(epoch_time, 2),
-                train_img_per_s=round(seen * env.world_size / epoch_time, 1),
+                train_img_per_s=round(seen_all / epoch_time, 1),
             )
             history.append(row)
             is_best = row['val_top1'] > best['val_top1']
@@ -352,10 +444,11 @@ def _train(args, env: _Distributed, train_dir: Path, val_dir: Path, class_names:
             }
             if ema is not None:
                 state['state_dict_ema'] = ema.module.state_dict()
-            save_atomic(state, output / 'last.pth')
+            atomic_write(output / 'last.pth', functools.partial(torch.save, state))
             if is_best:
-                save_atomic(state, output / 'best.pth')
+                atomic_write(output / 'best.pth', functools.partial(torch.save, state))
             _write_metrics(history, output)
+            skipped.write(output / SKIPPED_FILE)
             tqdm.write(
                 f'epoch {epoch + 1}: train loss {train_loss:.4f}, val loss {row["val_loss"]:.4f}, '
                 f'top-1 {row["val_top1"]:.2f}, top-5 {row["val_top5"]:.2f}'
@@ -372,13 +465,18 @@ def _train(args, env: _Distributed, train_dir: Path, val_dir: Path, class_names:
         if env.main:
             agree = all(torch.equal(s, sums[0]) for s in sums)
             _logger.info('parameters %s on all %d processes', 'identical' if agree else 'DIFFER', env.world_size)
+    if env.main and skipped:
+        _logger.warning(
+            'skipped %d unreadable image(s), left out of training and of every number, listed in %s',
+            len(skipped),
+            output / SKIPPED_FILE,
+        )
     if env.main:
-        skipped = skipped_images(output)
-        if skipped:
-            _logger.warning('skipped %d unreadable image(s), listed in %s', len(skipped), output / 'skipped_images.txt')
         _logger.info('best top-1 %.2f at epoch %d; checkpoints in %s', best['val_top1'], best['epoch'], output)
     return result
 
 
-if __name__ == '__main__':
-    main()
+if __name__ == '__main__':  # torchrun -m emo.train: errors as one line, like 'emo train'
+    from .cli import main as cli_main
+
+    sys.exit(cli_main(['train', *sys.argv[1:]]))

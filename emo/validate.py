@@ -2,19 +2,24 @@
 
 import argparse
 import csv
+import io
 import os
+import sys
 from pathlib import Path
 from typing import Dict, List, Optional
 
 import timm
 import torch
 from timm.data import create_transform, resolve_data_config
-from torch.utils.data import DataLoader
 
 from .checkpoint import load_into, read_checkpoint
-from .data import SkippingImageFolder, check_image_folders, skipped_images
+from .data import SkippedImages, SkippingImageFolder, check_image_folders, readable_loader
 from .evaluate import evaluate
+from .files import atomic_write
 from .variants import VARIANTS
+
+# not skipped_images.txt: validate writes beside the checkpoint by default, where the training run keeps its own
+SKIPPED_FILE = 'validate_skipped_images.txt'
 
 __all__ = ['main', 'build_parser']
 
@@ -61,17 +66,24 @@ def _plot_confusion(confusion: torch.Tensor, class_names: List[str], path: Path)
                     )
     ax.set(xlabel='predicted', ylabel='true', title='confusion matrix (rows normalised)')
     fig.tight_layout()
-    tmp = path.with_name(f'.{path.name}.tmp')
-    fig.savefig(tmp, format='png', dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        atomic_write(path, lambda f: fig.savefig(f, format='png', dpi=100))
+    finally:
+        plt.close(fig)
 
 
 def main(argv: Optional[List[str]] = None) -> Dict:
     args = build_parser().parse_args(argv)
+    if args.batch_size < 1:
+        raise ValueError(f'--batch-size must be at least 1, got {args.batch_size}')
     state = read_checkpoint(args.checkpoint)
     folder_classes = check_image_folders(None, args.data)
     class_names = list(state['class_names']) if 'class_names' in state else folder_classes
+    if len(class_names) < 2:
+        raise ValueError(
+            f'{args.checkpoint} was trained on one class ({class_names}): its top-1 is 100% on any image, so there '
+            'is nothing to measure'
+        )
     unknown = sorted(set(folder_classes) - set(class_names))
     if unknown:
         raise ValueError(f'class folder(s) {unknown} in {args.data} are not classes of the checkpoint {class_names}')
@@ -90,29 +102,38 @@ def main(argv: Optional[List[str]] = None) -> Dict:
         args.data,
         create_transform(**data_cfg, is_training=False),
         class_map={c: i for i, c in enumerate(class_names)},
-        record_dir=output,
     )
-    loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=False, num_workers=args.workers)
+    loader = readable_loader(dataset, batch_size=args.batch_size, shuffle=False, num_workers=args.workers)
     device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-    metrics = evaluate(model.to(device), loader, device, len(class_names))
+    skipped = SkippedImages()
+    metrics = evaluate(model.to(device), loader, device, len(class_names), skipped=skipped)
+    metrics['skipped'] = len(skipped)
 
-    tmp = output / '.per_class_accuracy.csv.tmp'
-    with open(tmp, 'w', newline='') as f:
-        writer = csv.writer(f)
-        writer.writerow(['class', 'images', 'top1'])
-        for name, count, acc in zip(class_names, metrics['per_class_count'], metrics['per_class_top1']):
-            writer.writerow([name, count, round(acc, 4)])
-    os.replace(tmp, output / 'per_class_accuracy.csv')
+    rows = [['class', 'images', 'top1']]
+    for name, count, acc in zip(class_names, metrics['per_class_count'], metrics['per_class_top1']):
+        rows.append([name, count, '' if acc is None else round(acc, 4)])  # no image, no accuracy
+    atomic_write(output / 'per_class_accuracy.csv', lambda f: _write_csv(f, rows))
     _plot_confusion(metrics['confusion'], class_names, output / 'confusion_matrix.png')
+    skipped.write(output / SKIPPED_FILE)
     print(
         f'{args.checkpoint}: top-1 {metrics["top1"]:.2f}  top-5 {metrics["top5"]:.2f}  loss {metrics["loss"]:.4f}  '
         f'({metrics["count"]} images; per-class accuracy and confusion matrix in {output})'
     )
-    skipped = skipped_images(output)
     if skipped:
-        print(f'skipped {len(skipped)} unreadable image(s), listed in {output / "skipped_images.txt"}')
+        print(
+            f'skipped {len(skipped)} unreadable image(s), left out of every number above and listed in '
+            f'{output / SKIPPED_FILE}'
+        )
     return metrics
 
 
+def _write_csv(f, rows: List[list]) -> None:
+    text = io.StringIO(newline='')
+    csv.writer(text).writerows(rows)
+    f.write(text.getvalue().encode())
+
+
 if __name__ == '__main__':
-    main()
+    from .cli import main as cli_main
+
+    sys.exit(cli_main(['validate', *sys.argv[1:]]))

@@ -2,6 +2,7 @@
 
 import logging
 
+import numpy as np
 import pytest
 import timm
 import torch
@@ -149,12 +150,34 @@ class Payload:
         return (print, ('code ran while loading',))
 
 
-def test_checkpoint_cannot_run_code(tmp_path, capsys):
+@pytest.mark.parametrize('zip_format', [True, False])
+def test_checkpoint_cannot_run_code(tmp_path, capsys, zip_format):
     path = tmp_path / 'evil.pth'
-    torch.save({'net': {'x': torch.zeros(1)}, 'extra': Payload()}, path)
-    with pytest.raises(CheckpointError, match='could run code'):
+    torch.save({'net': {'x': torch.zeros(1)}, 'extra': Payload()}, path, _use_new_zipfile_serialization=zip_format)
+    with pytest.raises(CheckpointError, match='could run code') as info:
         _from_file(path)
     assert 'code ran' not in capsys.readouterr().out
+    # the advice is how to re-save a trusted file, not a command that unpickles it and guesses a key
+    assert 'weights_only=False' not in str(info.value) and "['net']" not in str(info.value)
+    assert 'state dict' in str(info.value)
+
+
+def test_bytes_that_only_start_like_a_pickle_are_not_called_code(tmp_path):
+    import pickle
+
+    rng = np.random.default_rng(0)
+    legacy_magic = b'\x80\x02\x8a\nl\xfc\x9cF\xf9 j\xa8P\x19.'  # how torch.save's non-zip files begin
+    cases = {
+        'random.pth': (b'\x80' + rng.bytes(4000), 'not a checkpoint'),
+        'legacy_random.pth': (legacy_magic + rng.bytes(4000), 'truncated or corrupt'),
+        'plain.pkl': (pickle.dumps({'weight': [1.0, 2.0]}), 'plain Python pickle'),
+    }
+    for name, (content, message) in cases.items():
+        path = tmp_path / name
+        path.write_bytes(content)
+        with pytest.raises(CheckpointError, match=message) as info:
+            _from_file(path)
+        assert 'could run code' not in str(info.value), name
 
 
 def test_variants_table_matches_models():

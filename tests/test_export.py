@@ -98,6 +98,24 @@ def test_failed_export_leaves_nothing(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+def test_a_folder_as_output_is_refused_before_exporting(tmp_path, capsys, monkeypatch):
+    import emo.model
+
+    def no_build(*args, **kwargs):
+        raise AssertionError('the model was built although the output could never be written')
+
+    monkeypatch.setattr(emo.model, 'create_with_weights', no_build)
+    folder = tmp_path / 'exports'
+    folder.mkdir()
+    (folder / 'keep.txt').write_text('mine')
+    assert main(['export', 'onnx', '--random-weights', '-o', str(folder), '--overwrite']) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith('emo export: error:') and 'is a folder' in err and len(err.splitlines()) == 1
+    assert [p.name for p in folder.iterdir()] == ['keep.txt']
+    with pytest.raises(IsADirectoryError):
+        export_model('onnx', 'emo_1m', folder, weights=False, overwrite=True)
+
+
 def test_bad_arguments_are_explained(tmp_path, capsys):
     assert main(['export', 'onnx', '--random-weights', '--img-size', '16', '-o', str(tmp_path / 'a.onnx')]) == 1
     assert 'too small' in capsys.readouterr().err

@@ -4,13 +4,15 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 import timm
 import torch
 from hub_server import HubServer
-from huggingface_hub import constants, hf_api
+from huggingface_hub import constants, file_download, hf_api
 from huggingface_hub.errors import RepositoryNotFoundError
+from origin_server import closed_port_url
 from reference import expected, reference_inputs
 
 from emo.hub import WeightsUnavailableError, convert_official
@@ -33,21 +35,40 @@ def hub(monkeypatch, tmp_path):
         yield server
 
 
+@pytest.fixture()
+def unreachable_hub(monkeypatch, tmp_path):
+    """Hub endpoints on a closed port of 127.0.0.1 and an empty Hugging Face cache: a machine without network."""
+    url = closed_port_url()
+    monkeypatch.setattr(constants, 'ENDPOINT', url)
+    monkeypatch.setattr(constants, 'HUGGINGFACE_CO_URL_TEMPLATE', url + '/{repo_id}/resolve/{revision}/{filename}')
+    monkeypatch.setattr(hf_api.api, 'endpoint', url)
+    monkeypatch.setattr(constants, 'HF_HUB_CACHE', str(tmp_path / 'hf-cache'))
+    # with nothing cached, huggingface_hub tries a refused connection again with backoff (about 23 s); that
+    # second pass ends in the same error, so the test skips it
+    monkeypatch.setattr(file_download, '_DEFAULT_RETRY_ON_EXCEPTIONS', ())
+    return url
+
+
 def _logits(model):
     with torch.no_grad():
         return model.eval()(X)
 
 
-def test_push_then_load_from_the_hub(hub, official_files, tmp_path, monkeypatch):
-    folder = convert_official(official_files['emo_1m'], tmp_path / 'emo_1m.in1k', repo_id='org/emo_1m.in1k')
-    env = dict(os.environ, HF_ENDPOINT=hub.url, HF_TOKEN='test-token', HF_HOME=str(tmp_path / 'hf-home'))
-    pushed = subprocess.run(
-        [sys.executable, '-m', 'emo.cli', 'push', str(folder), 'org/emo_1m.in1k'],
+def _push(folder, repo_id: str, endpoint: str, tmp_path) -> subprocess.CompletedProcess:
+    """``emo push FOLDER REPO_ID`` in a subprocess against ``endpoint``, with a token and its own HF_HOME."""
+    env = dict(os.environ, HF_ENDPOINT=endpoint, HF_TOKEN='test-token', HF_HOME=str(tmp_path / 'hf-home'))
+    return subprocess.run(
+        [sys.executable, '-m', 'emo.cli', 'push', str(folder), repo_id],
         capture_output=True,
         text=True,
         env=env,
         timeout=300,
     )
+
+
+def test_push_then_load_from_the_hub(hub, official_files, tmp_path, monkeypatch):
+    folder = convert_official(official_files['emo_1m'], tmp_path / 'emo_1m.in1k', repo_id='org/emo_1m.in1k')
+    pushed = _push(folder, 'org/emo_1m.in1k', hub.url, tmp_path)
     assert pushed.returncode == 0, pushed.stderr
     assert sorted(hub.files('org/emo_1m.in1k')) == ['README.md', 'config.json', 'model.safetensors']
     for name, data in hub.files('org/emo_1m.in1k').items():
@@ -93,3 +114,54 @@ def test_push_refuses_what_is_not_a_hub_folder(tmp_path, official_files):
         timeout=300,
     )
     assert result.returncode == 1 and "make one with 'emo convert'" in result.stderr
+
+
+def test_hub_org_without_network_is_one_clear_error(unreachable_hub, monkeypatch):
+    monkeypatch.setenv('EMO_HUB_ORG', 'org')
+    start = time.monotonic()
+    with pytest.raises(WeightsUnavailableError) as info:
+        timm.create_model('emo_1m', pretrained=True)
+    assert time.monotonic() - start < 20
+    message = str(info.value)
+    assert (
+        'Hugging Face Hub repository org/emo_1m.in1k' in message
+        and f'{unreachable_hub} could not be reached' in message
+    )
+    assert (
+        'unset EMO_HUB_ORG' in message
+        and 'HF_HUB_OFFLINE=1' in message
+        and 'pretrained_cfg_overlay=dict(file=' in message
+    )
+    assert '\n' not in message
+    monkeypatch.setattr(constants, 'HF_HUB_OFFLINE', True)
+    with pytest.raises(WeightsUnavailableError, match='HF_HUB_OFFLINE is set and the Hugging Face cache has no copy'):
+        timm.create_model('emo_1m', pretrained=True)
+
+
+def test_hub_repo_without_weights_is_one_clear_error(hub, monkeypatch):
+    hub.add_file('org/emo_1m.in1k', 'README.md', b'no weights here')
+    monkeypatch.setenv('EMO_HUB_ORG', 'org')
+    with pytest.raises(WeightsUnavailableError, match='org/emo_1m.in1k .the repository has no model.safetensors'):
+        timm.create_model('emo_1m', pretrained=True)
+
+
+def test_push_uploads_only_the_hub_files(hub, official_files, tmp_path):
+    folder = convert_official(official_files['emo_1m'], tmp_path / 'emo_1m.in1k')
+    (folder / 'pytorch_model.bin').write_bytes(b'a pickle that must not go up')
+    (folder / 'notes.txt').write_text('mine')
+    (folder / 'runs').mkdir()
+    pushed = _push(folder, 'org/only', hub.url, tmp_path)
+    assert pushed.returncode == 0, pushed.stderr
+    assert sorted(hub.files('org/only')) == ['README.md', 'config.json', 'model.safetensors']
+    left_out = [line for line in pushed.stdout.splitlines() if line.startswith('left out')]
+    assert len(left_out) == 1 and all(name in left_out[0] for name in ('notes.txt', 'pytorch_model.bin', 'runs/'))
+
+
+def test_push_to_an_unreachable_hub_is_one_line(official_files, tmp_path):
+    folder = convert_official(official_files['emo_1m'], tmp_path / 'emo_1m.in1k')
+    url = closed_port_url()
+    result = _push(folder, 'org/x', url, tmp_path)
+    assert result.returncode == 1 and 'Traceback' not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f'emo push: error: could not upload {folder} to org/x on {url}')

@@ -1,6 +1,8 @@
 """emo convert: official net.pth -> a timm-style hub folder, deterministic, loadable with local-dir:."""
 
 import json
+import random
+import shutil
 import subprocess
 import sys
 
@@ -97,3 +99,56 @@ def test_convert_cli_and_script(official_files, tmp_path):
         timeout=300,
     )
     assert again.returncode == 1 and 'not empty' in again.stderr and 'Traceback' not in again.stderr
+
+
+@pytest.fixture(scope='module')
+def emo_1m_folder(official_files, tmp_path_factory):
+    return convert_official(official_files['emo_1m'], tmp_path_factory.mktemp('hub') / 'emo_1m.in1k')
+
+
+def _copy(folder, tmp_path):
+    return shutil.copytree(folder, tmp_path / folder.name)
+
+
+@pytest.mark.parametrize(
+    'config, reason',
+    [
+        pytest.param('{}', "no 'architecture' entry", id='empty-object'),
+        pytest.param('{"architecture": "emo_1m", ', 'not valid JSON', id='invalid-json'),
+        pytest.param('{"architecture": 5, "pretrained_cfg": {}}', 'architecture is 5, not a model name', id='int'),
+        pytest.param('{"architecture": null}', 'architecture is None', id='null-legacy'),
+        pytest.param('["emo_1m"]', 'it holds a JSON list, not an object', id='list'),
+        pytest.param('{"architecture": "emo_1m", "pretrained_cfg": "x"}', 'pretrained_cfg is not an object', id='cfg'),
+    ],
+)
+def test_local_dir_with_a_broken_config_names_the_file(emo_1m_folder, tmp_path, config, reason):
+    folder = _copy(emo_1m_folder, tmp_path)
+    (folder / 'config.json').write_text(config)
+    with pytest.raises(CheckpointError) as info:
+        timm.create_model(f'local-dir:{folder}', pretrained=True)
+    message = str(info.value)
+    assert message.startswith(f'{folder / "config.json"} cannot be read as a timm model config')
+    assert reason in message and 're-create the folder with emo convert' in message
+
+
+def test_the_config_guard_leaves_valid_folders_alone(emo_1m_folder):
+    from timm.models import _factory, _hub
+
+    assert _factory.load_model_config_from_path is not _hub.load_model_config_from_path  # emo's wrapper
+    assert _factory.load_model_config_from_path(emo_1m_folder) == _hub.load_model_config_from_path(emo_1m_folder)
+    with pytest.raises(FileNotFoundError, match='Config file not found'):  # timm's own errors pass through
+        timm.create_model(f'local-dir:{emo_1m_folder / "nothing"}', pretrained=True)
+
+
+@pytest.mark.parametrize('how', ['truncated', 'random', 'empty'])
+def test_local_dir_with_broken_weights_names_the_file(emo_1m_folder, tmp_path, how):
+    folder = _copy(emo_1m_folder, tmp_path)
+    weights = folder / 'model.safetensors'
+    data = weights.read_bytes()
+    broken = {'truncated': data[: len(data) // 2], 'random': random.Random(0).randbytes(4096), 'empty': b''}[how]
+    weights.write_bytes(broken)
+    with pytest.raises(CheckpointError) as info:
+        timm.create_model(f'local-dir:{folder}', pretrained=True)
+    message = str(info.value)
+    assert message.startswith(f'{weights} is not a readable safetensors file')
+    assert 're-create the folder with emo convert' in message and '\n' not in message

@@ -186,6 +186,18 @@ def test_features_only_and_out_indices():
     assert [tuple(o.shape) for o in outs] == [(1, 48, 16, 20), (1, 200, 4, 5)]
 
 
+@pytest.mark.parametrize(
+    'out_indices, message',
+    [((5,), r'\[5\] are not stages'), ((0, 0), 'each stage once'), ((3, 1), 'increasing order'), ((), 'non-empty')],
+)
+def test_bad_out_indices_get_one_clear_error(out_indices, message):
+    # (3, 1) was built, returned the features in network order and described them in the order asked for
+    with pytest.raises(ValueError, match=message):
+        timm.create_model('emo_1m', features_only=True, out_indices=out_indices)
+    last_two = timm.create_model('emo_1m', features_only=True, out_indices=2)  # timm's int form: the last n
+    assert last_two.feature_info.channels() == [80, 168]
+
+
 def test_forward_intermediates_contract():
     model = timm.create_model('emo_1m').eval()
     x = torch.randn(2, 3, 96, 96)

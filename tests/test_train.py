@@ -1,7 +1,9 @@
 """Fine-tuning on generated class folders: bad data, learning, resume after SIGKILL, DDP, validate."""
 
 import csv
+import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -44,6 +46,20 @@ def _emo(*args, **kw):
     return subprocess.run(
         [sys.executable, '-m', 'emo.cli', *map(str, args)], capture_output=True, text=True, timeout=600, **kw
     )
+
+
+def _start_training(run: Path, args) -> subprocess.Popen:
+    """``emo train --output run ARGS`` in the background, returned once its first epoch's files are written."""
+    proc = subprocess.Popen(
+        [sys.executable, '-m', 'emo.cli', 'train', '--output', str(run), *map(str, args)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 300
+    while time.time() < deadline and not (run / 'metrics.csv').exists():
+        time.sleep(0.01)
+    return proc
 
 
 @pytest.fixture(scope='module')
@@ -149,15 +165,7 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path, tiny):
     assert full.returncode == 0, full.stderr
 
     killed_run = tmp_path / 'killed'
-    proc = subprocess.Popen(
-        [sys.executable, '-m', 'emo.cli', 'train', '--output', str(killed_run), *map(str, args)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.time() + 300
-    while time.time() < deadline and not (killed_run / 'metrics.csv').exists():
-        time.sleep(0.05)
+    proc = _start_training(killed_run, args)
     time.sleep(0.5)  # into the second epoch
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -232,3 +240,177 @@ def test_two_process_ddp_agrees_with_one_process(tmp_path, tiny):
     for r1, r2 in zip(_metrics(tmp_path / 'one'), _metrics(tmp_path / 'two'), strict=True):
         assert float(r1['val_top1']) == float(r2['val_top1'])
         assert float(r1['train_loss']) == pytest.approx(float(r2['train_loss']), rel=1e-3)
+
+
+def _fast(*overrides):
+    """FAST with the values of some of its flags replaced: _fast('--model', 'emo_2m')."""
+    args = list(FAST)
+    for flag, value in zip(overrides[::2], overrides[1::2]):
+        args[args.index(flag) + 1] = value
+    return args
+
+
+def _one_error_line(result) -> str:
+    """The whole stderr of a refused command: one line, no traceback."""
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and len(lines) == 1 and 'Traceback' not in result.stderr, result.stderr
+    return lines[0]
+
+
+@pytest.fixture(scope='module')
+def finished_run(tmp_path_factory, tiny):
+    """One finished epoch of emo_1m on the four tiny classes at 32x32."""
+    run = tmp_path_factory.mktemp('finished') / 'run'
+    result = _emo('train', '--data', tiny, '--output', run, '--epochs', '1', *FAST)
+    assert result.returncode == 0, result.stderr
+    return run
+
+
+def test_a_run_folder_is_never_overwritten_unasked(tmp_path, tiny, finished_run):
+    run = tmp_path / 'run'
+    shutil.copytree(finished_run, run)
+    before = {name: (run / name).read_bytes() for name in ('best.pth', 'last.pth', 'metrics.csv')}
+    again = _emo('train', '--data', tiny, '--output', run, '--epochs', '1', *FAST)
+    line = _one_error_line(again)
+    assert 'already holds a run' in line and f'--resume {run / "last.pth"}' in line and '--exist-ok' in line
+    other = tmp_path / 'other'
+    shutil.copytree(finished_run, other)  # resuming another folder's run into this one would overwrite it too
+    into = _emo('train', '--data', tiny, '--output', run, '--resume', other / 'last.pth', '--epochs', '2', *FAST)
+    assert 'already holds a run' in _one_error_line(into)
+    assert {name: (run / name).read_bytes() for name in before} == before
+
+    replaced = _emo('train', '--data', tiny, '--output', run, '--epochs', '1', '--seed', '7', '--exist-ok', *FAST)
+    assert replaced.returncode == 0, replaced.stderr
+    assert (run / 'last.pth').read_bytes() != before['last.pth']
+
+
+def test_resume_refuses_what_does_not_continue_the_run(tmp_path, tiny, finished_run, official_files):
+    last = finished_run / 'last.pth'
+
+    def resume(*overrides, data=tiny):
+        args = ['--data', data, '--output', finished_run, '--resume', resume_from[0], '--epochs', '2']
+        return _emo('train', *args, *_fast(*overrides))
+
+    resume_from = [last]
+    assert 'trained emo_1m, this run --model emo_2m' in _one_error_line(resume('--model', 'emo_2m'))
+    assert 'trained at --img-size 32, this run at 64' in _one_error_line(resume('--img-size', '64'))
+
+    fewer = tmp_path / 'fewer'
+    shutil.copytree(tiny, fewer)
+    for split in ('train', 'val'):
+        shutil.rmtree(fewer / split / 'v_stripes')
+    assert 'it has 4 classes, the data 3' in _one_error_line(resume(data=fewer))
+    renamed = tmp_path / 'renamed'
+    shutil.copytree(tiny, renamed)
+    for split in ('train', 'val'):
+        (renamed / split / 'red_blob').rename(renamed / split / 'crimson_blob')
+    assert 'classes are other ones' in _one_error_line(resume(data=renamed))
+
+    state = torch.load(last, weights_only=True)
+    state['class_names'] = state['class_names'][::-1]  # as a checkpoint made elsewhere might hold them
+    resume_from[0] = tmp_path / 'reordered.pth'
+    torch.save(state, resume_from[0])
+    assert 'the same but in another order' in _one_error_line(resume())
+
+    resume_from[0] = official_files['emo_1m']
+    line = _one_error_line(resume())
+    assert 'not a checkpoint of emo train' in line and f'--weights {official_files["emo_1m"]}' in line
+    assert torch.load(last, weights_only=True)['epoch'] == 0  # nothing was written
+
+
+def test_bad_arguments_are_one_line(tmp_path, tiny):
+    for flag, value, message in (('--epochs', '0', '--epochs must be at least 1'), ('--img-size', '16', 'too small')):
+        assert message in _one_error_line(
+            _emo('train', '--data', tiny, '--output', tmp_path / 'a', *_fast(), flag, value)
+        )
+    assert not (tmp_path / 'a').exists()
+
+
+def test_a_single_class_is_refused(tmp_path):
+    one = make_image_folders(tmp_path / 'one', train_per_class=8, val_per_class=2, size=40)['train'].parent
+    for split in ('train', 'val'):
+        for name in ('green_blob', 'h_stripes', 'v_stripes'):
+            shutil.rmtree(one / split / name)
+    line = _one_error_line(_emo('train', '--data', one, '--output', tmp_path / 'b', *FAST))
+    assert "one class folder ('red_blob')" in line and 'at least two' in line and '100%' in line
+    assert not (tmp_path / 'b').exists()
+
+
+def test_validate_counts_only_readable_images_and_its_own_skips(tmp_path, finished_run):
+    val = make_image_folders(tmp_path / 'd', train_per_class=1, val_per_class=12, size=40)['val']
+    good = (val / 'red_blob' / '000.png').read_bytes()
+    (val / 'red_blob' / 'truncated.jpg').write_bytes(b'\xff\xd8\xff\xe0' + good[4:200])
+    (val / 'red_blob' / 'empty.jpg').write_bytes(b'')
+    (val / 'green_blob' / 'readme.jpg').write_text('not an image')
+    out = tmp_path / 'report'
+    result = _emo('validate', '--data', val, '--checkpoint', finished_run / 'best.pth', '--output', out)
+    assert result.returncode == 0, result.stderr
+    assert '(48 images;' in result.stdout and 'skipped 3 unreadable image(s)' in result.stdout
+    with open(out / 'per_class_accuracy.csv') as f:
+        assert [int(r['images']) for r in csv.DictReader(f)] == [12, 12, 12, 12]
+    listed = (out / 'validate_skipped_images.txt').read_text().splitlines()
+    assert sorted(Path(p).name for p in listed) == ['empty.jpg', 'readme.jpg', 'truncated.jpg']
+
+    for bad in ('truncated.jpg', 'empty.jpg'):
+        (val / 'red_blob' / bad).unlink()
+    (val / 'green_blob' / 'readme.jpg').unlink()
+    again = _emo('validate', '--data', val, '--checkpoint', finished_run / 'best.pth', '--output', out)
+    assert again.returncode == 0, again.stderr
+    assert 'skipped' not in again.stdout and not (out / 'validate_skipped_images.txt').exists()
+
+
+def test_training_skips_are_listed_for_their_run_only(tmp_path):
+    data = make_image_folders(tmp_path / 'd', train_per_class=4, val_per_class=2, size=40)['train'].parent
+    (data / 'train' / 'h_stripes' / 'notes.jpg').write_text('not an image')
+    run = tmp_path / 'run'
+    first = _emo('train', '--data', data, '--output', run, '--epochs', '1', *FAST)
+    assert first.returncode == 0, first.stderr
+    assert [Path(p).name for p in (run / 'skipped_images.txt').read_text().splitlines()] == ['notes.jpg']
+    (data / 'train' / 'h_stripes' / 'notes.jpg').unlink()
+    resumed = _emo('train', '--data', data, '--output', run, '--resume', run / 'last.pth', '--epochs', '2', *FAST)
+    assert resumed.returncode == 0, resumed.stderr
+    assert 'skipped' not in resumed.stderr and not (run / 'skipped_images.txt').exists()
+
+
+def test_sigterm_leaves_no_temporary_and_stale_ones_are_swept(tmp_path, tiny):
+    run = tmp_path / 'run'
+    proc = _start_training(run, ['--data', tiny, '--epochs', '3', *FAST])
+    proc.send_signal(signal.SIGTERM)  # right after the first epoch's files: often while the PNG is written
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143 and 'stopped by SIGTERM' in err.strip().splitlines()[-1], err
+    assert 'Traceback' not in err
+    assert not [p.name for p in run.iterdir() if '.tmp-' in p.name]
+    assert torch.load(run / 'last.pth', weights_only=True)['epoch'] >= 0
+
+    (run / '.last.pth.tmp-99999').write_bytes(b'half a checkpoint')  # what a SIGKILL mid-save leaves
+    resumed = _emo('train', '--data', tiny, '--output', run, '--resume', run / 'last.pth', '--epochs', '3', *FAST)
+    assert resumed.returncode == 0, resumed.stderr
+    assert not (run / '.last.pth.tmp-99999').exists() and len(_metrics(run)) == 3
+
+
+def test_ddp_survives_a_batch_with_no_readable_image(tmp_path):
+    from emo.data import SkippingImageFolder
+
+    data = make_image_folders(tmp_path / 'd', train_per_class=4, val_per_class=2, size=40)['train'].parent
+    samples = SkippingImageFolder(data / 'train').samples
+    # the sampler emo train uses, with its seed: process 0's second batch of the first epoch
+    sampler = torch.utils.data.DistributedSampler(range(len(samples)), 2, 0, shuffle=True, seed=1, drop_last=True)
+    sampler.set_epoch(0)
+    unreadable = [samples[i][0] for i in list(sampler)[2:4]]
+    for path in unreadable:
+        Path(path).write_bytes(b'not an image')
+    args = ['--output', str(tmp_path / 'run'), '--data', str(data), '--epochs', '1', *_fast('--batch-size', '2')]
+    two = subprocess.run(
+        [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2', '-m', 'emo.train'] + args,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=dict(os.environ, OMP_NUM_THREADS='1'),
+    )
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert 'parameters identical on all 2 processes' in two.stderr
+    assert 'process 0: batch 1 of epoch 1 has no readable image' in two.stderr
+    listed = (tmp_path / 'run' / 'skipped_images.txt').read_text().splitlines()
+    assert sorted(listed) == sorted(str(Path(p).resolve()) for p in unreadable)
+    row = _metrics(tmp_path / 'run')[0]
+    assert math.isfinite(float(row['train_loss']))

@@ -4,7 +4,15 @@ A local server stands in for the origin (EMO_ORIGIN_URL); it serves official-for
 reference rule, and the test's manifest carries their blob ids.
 """
 
+import hashlib
 import json
+import logging
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 import timm
@@ -52,7 +60,8 @@ def test_download_verify_convert_cache_then_offline(release, tmp_path, monkeypat
         assert origin.requests == ['resources/EMO_1M/net.pth']
     torch.testing.assert_close(_logits(model), expected('emo_1m')['logits_1x3x256x192'], rtol=0, atol=1e-4)
     blob = hub.released_weights()['emo_1m.in1k'].git_blob_sha1
-    assert _cache_files(tmp_path) == [f'emo_1m.in1k-{blob[:10]}.safetensors']  # converted, no scratch left
+    cached = f'emo_1m.in1k-{blob[:10]}.safetensors'
+    assert _cache_files(tmp_path) == [cached, f'{cached}.sha256']  # converted, its digest, no scratch left
     assert model.pretrained_cfg['file'].endswith(f'emo_1m.in1k-{blob[:10]}.safetensors')
 
     monkeypatch.setenv('EMO_ORIGIN_URL', closed_port_url())  # the origin is gone: the cache serves
@@ -101,7 +110,8 @@ def test_cache_dir_and_url_override(release, tmp_path, monkeypatch):
             pretrained_cfg_overlay=dict(url=f'{mirror.url}/mirror/emo6.pth'),
         )
     torch.testing.assert_close(_logits(model), expected('emo_6m')['logits_1x3x256x192'], rtol=0, atol=1e-4)
-    assert [p.name for p in (tmp_path / 'cache').iterdir()] == [hub.cached_path('emo_6m').name]
+    cached = hub.cached_path('emo_6m').name
+    assert sorted(p.name for p in (tmp_path / 'cache').iterdir()) == [cached, f'{cached}.sha256']
     assert _cache_files(tmp_path) == []
 
 
@@ -113,3 +123,140 @@ def test_manifest_is_the_source_of_truth():
         assert cfg['url'] == entry.url and entry.url.endswith(entry.path)
         assert len(entry.git_blob_sha1) == 40 and 70 < entry.top1 < 80
     assert entries['emo_2m.in1k'].git_blob_sha1 == '9ec7138d292ca9b2d07923aec05762f547db8cf2'
+
+
+def _fill_cache(release, monkeypatch):
+    """Download emo_1m into the (test) cache; returns the cached file's path and bytes."""
+    with OriginServer(release) as origin:
+        monkeypatch.setenv('EMO_ORIGIN_URL', origin.url)
+        timm.create_model('emo_1m', pretrained=True)
+    path = hub.cached_path('emo_1m')
+    return path, path.read_bytes()
+
+
+def _damage(path, how):
+    data = path.read_bytes()
+    if how == 'truncated':
+        path.write_bytes(data[: len(data) // 2])
+    elif how == 'random':
+        path.write_bytes(random.Random(0).randbytes(len(data)))
+    elif how == 'empty':
+        path.write_bytes(b'')
+    elif how == 'digest':  # the weights are intact; the record of them is not
+        hub.digest_path(path).write_text('0' * 64 + f'  {path.name}\n')
+
+
+@pytest.mark.parametrize('how', ['truncated', 'random', 'empty', 'digest'])
+def test_corrupt_cached_file_is_downloaded_again(release, tmp_path, monkeypatch, caplog, how):
+    path, good = _fill_cache(release, monkeypatch)
+    _damage(path, how)
+    with OriginServer(release) as origin:
+        monkeypatch.setenv('EMO_ORIGIN_URL', origin.url)
+        with caplog.at_level(logging.WARNING, logger='emo.hub'):
+            model = timm.create_model('emo_1m', pretrained=True)
+        assert origin.requests == ['resources/EMO_1M/net.pth']
+    assert str(path) in caplog.text and 'corrupt' in caplog.text
+    assert path.read_bytes() == good
+    assert hub.digest_path(path).read_text() == f'{hashlib.sha256(good).hexdigest()}  {path.name}\n'
+    torch.testing.assert_close(_logits(model), expected('emo_1m')['logits_1x3x256x192'], rtol=0, atol=1e-4)
+
+
+def test_corrupt_cached_file_offline_says_it_was_removed(release, tmp_path, monkeypatch):
+    path, _ = _fill_cache(release, monkeypatch)
+    _damage(path, 'truncated')
+    monkeypatch.setenv('EMO_ORIGIN_URL', closed_port_url())
+    with pytest.raises(WeightsUnavailableError) as info:
+        timm.create_model('emo_1m', pretrained=True)
+    message = str(info.value)
+    assert f'the cached copy {path} was corrupt' in message and 'was removed' in message
+    assert 'could not reach' in message and '\n' not in message
+    assert _cache_files(tmp_path) == []
+
+
+def test_cached_file_without_digest_is_verified_and_adopted(release, tmp_path, monkeypatch):
+    path, good = _fill_cache(release, monkeypatch)
+    hub.digest_path(path).unlink()  # as an earlier version left its cache
+    monkeypatch.setenv('EMO_ORIGIN_URL', closed_port_url())  # offline: the cached file must serve
+    model = timm.create_model('emo_1m', pretrained=True)
+    torch.testing.assert_close(_logits(model), expected('emo_1m')['logits_1x3x256x192'], rtol=0, atol=1e-4)
+    assert hub.digest_path(path).read_text() == f'{hashlib.sha256(good).hexdigest()}  {path.name}\n'
+
+    hub.digest_path(path).unlink()
+    _damage(path, 'truncated')  # without a digest, a file that does not read is fetched again
+    with OriginServer(release) as origin:
+        monkeypatch.setenv('EMO_ORIGIN_URL', origin.url)
+        timm.create_model('emo_1m', pretrained=True)
+        assert origin.requests == ['resources/EMO_1M/net.pth']
+    assert path.read_bytes() == good
+
+
+@pytest.mark.parametrize(
+    'trickle, env, match',
+    [
+        pytest.param(
+            (64, 0.05), {'EMO_DOWNLOAD_TIMEOUT': '1', 'EMO_DOWNLOAD_MIN_RATE': '0'}, 'within 1 s', id='deadline'
+        ),
+        # one write, then silence: the read itself must not wait past the deadline
+        pytest.param(
+            (64, 30.0), {'EMO_DOWNLOAD_TIMEOUT': '1', 'EMO_DOWNLOAD_MIN_RATE': '0'}, 'within 1 s', id='silent'
+        ),
+        pytest.param(
+            (64, 0.05), {'EMO_DOWNLOAD_MIN_RATE': '10240', 'EMO_DOWNLOAD_GRACE': '1'}, 'too slow', id='min-rate'
+        ),
+    ],
+)
+def test_trickling_origin_is_given_up(release, tmp_path, monkeypatch, trickle, env, match):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with OriginServer(release) as origin:
+        origin.trickle = trickle  # a few bytes, then a pause: each read gets data, the download never ends
+        monkeypatch.setenv('EMO_ORIGIN_URL', origin.url)
+        start = time.monotonic()
+        with pytest.raises(WeightsUnavailableError, match=match) as info:
+            timm.create_model('emo_1m', pretrained=True)
+        assert time.monotonic() - start < 5
+    assert '\n' not in str(info.value) and 'EMO_DOWNLOAD_' in str(info.value)
+    assert _cache_files(tmp_path) == []
+
+
+def test_download_limits_must_be_numbers(release, tmp_path, monkeypatch):
+    monkeypatch.setenv('EMO_ORIGIN_URL', closed_port_url())
+    monkeypatch.setenv('EMO_DOWNLOAD_TIMEOUT', 'soon')
+    with pytest.raises(ValueError, match="EMO_DOWNLOAD_TIMEOUT='soon' is not a number"):
+        timm.create_model('emo_1m', pretrained=True)
+    assert _cache_files(tmp_path) == []
+
+
+_CREATE = 'import pathlib, sys, timm, emo.hub; emo.hub.MANIFEST = pathlib.Path(sys.argv[1]); ' + (
+    "timm.create_model('emo_1m', pretrained=True)"
+)
+
+
+@pytest.mark.parametrize(
+    'sig, error',
+    [
+        pytest.param(signal.SIGTERM, 'Terminated', id='SIGTERM'),
+        pytest.param(signal.SIGINT, 'KeyboardInterrupt', id='SIGINT'),
+    ],
+)
+def test_stopped_download_leaves_no_scratch_folder(release, tmp_path, sig, error):
+    cache = tmp_path / 'torch' / 'hub' / 'checkpoints'
+    with OriginServer(release) as origin:
+        origin.trickle = (64, 0.05)
+        env = dict(
+            os.environ, EMO_ORIGIN_URL=origin.url, EMO_DOWNLOAD_MIN_RATE='0', EMO_DOWNLOAD_TIMEOUT='120'
+        )  # TORCH_HOME and the manifest: the release fixture's
+        proc = subprocess.Popen(
+            [sys.executable, '-c', _CREATE, str(hub.MANIFEST)], env=env, stderr=subprocess.PIPE, text=True
+        )
+        try:
+            deadline = time.monotonic() + 120
+            while not (origin.requests and list(cache.glob('.emo-download-*'))):
+                assert proc.poll() is None and time.monotonic() < deadline, 'the download never started'
+                time.sleep(0.1)
+            proc.send_signal(sig)
+            _, stderr = proc.communicate(timeout=30)
+        finally:
+            proc.kill()
+    assert proc.returncode != 0 and error in stderr
+    assert list(cache.iterdir()) == []

@@ -1,0 +1,84 @@
+"""Writing files so that nothing is ever half-written, and stopping so that nothing temporary is left behind.
+
+* :func:`atomic_write`: the one way this package writes a result file. The bytes go to a temporary file beside
+  the target (same folder, so the rename cannot cross file systems), are flushed to disk, and are renamed over
+  the target last: a reader sees the old file or the new one, never a mix.
+* :func:`sigterm_raises`: inside it, SIGTERM (what ``kill``, ``torchrun`` and schedulers send) raises
+  :class:`Terminated`, so ``finally`` blocks run and remove their temporaries, as for Ctrl-C.
+* :func:`remove_stale_temporaries`: a SIGKILL runs no ``finally``; the next run removes what the killed one left.
+"""
+
+import os
+import signal
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Callable, Iterator, Union
+
+__all__ = ['Terminated', 'atomic_write', 'temporary_name', 'remove_stale_temporaries', 'sigterm_raises']
+
+_TMP_MARK = '.tmp-'
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived inside :func:`sigterm_raises`; like KeyboardInterrupt, ordinary ``except`` won't catch it."""
+
+    exit_code = 128 + signal.SIGTERM
+
+
+def temporary_name(path: Union[str, Path]) -> Path:
+    """``DIR/.NAME.tmp-PID`` for ``DIR/NAME``: hidden, beside its target, and recognisable as a temporary."""
+    path = Path(path)
+    return path.with_name(f'.{path.name}{_TMP_MARK}{os.getpid()}')
+
+
+def atomic_write(path: Union[str, Path], write: Callable[[IO[bytes]], None]) -> None:
+    """Call ``write(f)`` on a temporary file beside ``path``, flush it to disk, then rename it over ``path``."""
+    path = Path(path)
+    tmp = temporary_name(path)
+    try:
+        with open(tmp, 'wb') as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def remove_stale_temporaries(folder: Union[str, Path], names: Iterator[str]) -> list:
+    """Remove the temporaries of ``names`` (``.NAME.tmp-*``) that an earlier, killed process left in ``folder``.
+
+    Call it only where no other live process writes those names (a run's own output folder, at its start).
+    """
+    folder = Path(folder)
+    removed = []
+    for name in names:
+        for tmp in folder.glob(f'.{name}{_TMP_MARK}*'):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+@contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """Turn SIGTERM into :class:`Terminated` for the duration of the block (main thread only, else a no-op).
+
+    A handler someone else installed is left alone: only the default action (die at once) is replaced.
+    """
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) not in (
+        signal.SIG_DFL,
+        None,
+    ):
+        yield
+        return
+
+    def _raise(signum, frame):
+        raise Terminated(f'stopped by signal {signum}')
+
+    signal.signal(signal.SIGTERM, _raise)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
