@@ -42,6 +42,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 from . import checkpoint as ckpt
+from .files import atomic_write
 from .hub import released_weights
 from .official import official_emo
 from .variants import VARIANTS
@@ -587,10 +588,10 @@ def plot(result: Dict, path: Path, batch: str = '1') -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc='lower right')
     fig.tight_layout()
-    tmp = path.with_name(path.name + '.tmp.png')
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        atomic_write(path, lambda f: fig.savefig(f, format='png', dpi=110))
+    finally:
+        plt.close(fig)
 
 
 def write_report(result: Dict, out_dir: Path) -> Dict[str, Path]:
@@ -598,9 +599,7 @@ def write_report(result: Dict, out_dir: Path) -> Dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {'json': out_dir / 'benchmark.json', 'md': out_dir / 'benchmark.md', 'png': out_dir / 'benchmark.png'}
     for key, text in (('json', json.dumps(result, indent=1) + '\n'), ('md', format_markdown(result))):
-        tmp = paths[key].with_name(paths[key].name + '.tmp')
-        tmp.write_text(text)
-        os.replace(tmp, paths[key])
+        atomic_write(paths[key], lambda f, text=text: f.write(text.encode()))
     plot(result, paths['png'], str(result['settings']['batch_sizes'][0]))
     return paths
 

@@ -38,9 +38,6 @@ __all__ = [
 
 _logger = logging.getLogger(__name__)
 
-# torch.save's legacy (non-zip) files start with this pickle of a magic number; other pickles are not checkpoints
-_LEGACY_TORCH_MAGIC = b'\x80\x02\x8a\nl\xfc\x9cF\xf9 j\xa8P\x19.'
-
 # wrapper keys, in order of preference: EMA weights first
 _WRAPPER_KEYS = ('net_E', 'state_dict_ema', 'model_ema', 'net', 'state_dict', 'model')
 
@@ -97,21 +94,31 @@ def read_checkpoint(path: str) -> dict:
                 f'checkpoint file {path!r} ({size} bytes) is truncated or corrupt: its zip directory is missing; '
                 'download or save it again'
             )
-    elif not head.startswith(_LEGACY_TORCH_MAGIC):
+    elif not _is_legacy_torch_file(path):
         # a pickle opcode stream that is not torch.save's: a plain pickle, or random bytes that start like one
         raise CheckpointError(
             f'{path!r} is not a checkpoint: it is neither a PyTorch file (torch.save) nor a safetensors file'
-            + (' (it is a plain Python pickle, which emo never unpickles)' if _is_plain_pickle(path) else '')
+            + (' (it is a plain Python pickle, which emo never unpickles)' if _first_pickle(path) is not None else '')
         )
     try:
         return torch.load(path, map_location='cpu', weights_only=True)
     except pickle.UnpicklingError as e:
-        if 'Unsupported global' in str(e):  # a real object reference, refused by the weights-only unpickler
+        # a reference to a Python object (a class, or a function such as os.system), refused by the weights-only
+        # unpickler as 'Unsupported global: GLOBAL x.y' or 'unsupported GLOBAL x.y ... is blocked'; other refusals
+        # ('Unsupported operand 175') are bytes that do not parse
+        if 'global' in str(e).lower():
             raise CheckpointError(
                 f'{path!r} holds Python objects besides tensors, and unpickling them could run code, so it is '
                 'refused. If you trust the file and where it came from, re-save only its tensors: load it once in '
                 'a Python session you trust, take the state dict (names to tensors) out of what it holds, and '
                 'save that with torch.save or safetensors; then load the new file'
+            ) from e
+        if 'Unsupported operand' in str(e) and not head.startswith(b'PK') and head[1] >= 4:
+            # torch's weights-only unpickler reads legacy files of pickle protocol 2 and 3 only
+            raise CheckpointError(
+                f"{path!r} is in torch's legacy (non-zip) format with pickle protocol {head[1]}, which the safe "
+                'loader cannot read; re-save its tensors with torch.save in the default (zip) format, or as '
+                'safetensors'
             ) from e
         raise CheckpointError(
             f'checkpoint file {path!r} is truncated or corrupt (its pickle does not parse); download or save it again'
@@ -122,17 +129,23 @@ def read_checkpoint(path: str) -> dict:
         ) from e
 
 
-def _is_plain_pickle(path: str) -> bool:
-    """Whether the file parses as a pickle opcode stream (read as opcodes only: nothing is executed)."""
+def _first_pickle(path: str) -> Optional[list]:
+    """The arguments of the opcodes of the file's first pickle, read as opcodes only (nothing is executed)."""
     import pickletools
 
     try:
         with open(path, 'rb') as f:
-            for _ in pickletools.genops(f):
-                pass
+            return [arg for _, arg, _ in pickletools.genops(f)]  # genops stops at the first STOP
     except Exception:  # noqa: BLE001 - any parse error means: not a pickle
-        return False
-    return True
+        return None
+
+
+def _is_legacy_torch_file(path: str) -> bool:
+    """torch.save's non-zip files (any pickle protocol) start with a pickle of torch's magic number."""
+    from torch.serialization import MAGIC_NUMBER
+
+    args = _first_pickle(path)
+    return args is not None and MAGIC_NUMBER in args
 
 
 def _looks_like_safetensors(head: bytes, size: int) -> bool:

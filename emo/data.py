@@ -8,7 +8,6 @@ from typing import Callable, Dict, Iterable, List, NamedTuple, Optional, Sequenc
 
 import torch
 from PIL import Image
-from timm.data import create_dataset
 from torch.utils.data import DataLoader, default_collate
 
 from .files import atomic_write
@@ -31,16 +30,25 @@ IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff', '
 SKIPPED_FILE = 'skipped_images.txt'
 
 
+def _images_under(folder: str) -> List[str]:
+    """The image files anywhere below one class folder, sorted: what the checks count and the dataset holds."""
+    return sorted(
+        os.path.join(dirpath, name)
+        for dirpath, _, files in os.walk(folder, followlinks=True)
+        for name in files
+        if name.lower().endswith(IMAGE_EXTENSIONS)
+    )
+
+
 def class_folders(root: Path, role: str) -> Dict[str, int]:
     """Image counts of the class folders under ``root``; a clear error for a missing or empty folder."""
     if not root.is_dir():
         raise FileNotFoundError(f'{role} folder {root} does not exist: expected {root}/CLASS_NAME/IMAGE files')
-    counts = {}
-    for entry in sorted(os.scandir(root), key=lambda e: e.name):
-        if entry.is_dir():
-            counts[entry.name] = sum(
-                1 for _, _, files in os.walk(entry.path) for f in files if f.lower().endswith(IMAGE_EXTENSIONS)
-            )
+    counts = {
+        entry.name: len(_images_under(entry.path))
+        for entry in sorted(os.scandir(root), key=lambda e: e.name)
+        if entry.is_dir()
+    }
     if not counts:
         raise ValueError(f'{role} folder {root} has no class folders: expected {root}/CLASS_NAME/IMAGE files')
     empty = [name for name, count in counts.items() if count == 0]
@@ -90,7 +98,10 @@ class ReadableBatch(NamedTuple):
 
 
 class SkippingImageFolder(torch.utils.data.Dataset):
-    """The samples of a class-folder tree (indexed by timm's ``create_dataset``), decoded to RGB and transformed.
+    """The images of a class-folder tree (``ROOT/CLASS/**/*.jpg``), decoded to RGB and transformed.
+
+    ``class_map`` gives the class folders and their indices (default: all folders, sorted by name, from 0); the
+    images of each class folder are found at any depth below it, with the extensions of :data:`IMAGE_EXTENSIONS`.
 
     An image that cannot be read or decoded comes back as :class:`Unreadable`; :func:`collate_readable` drops it
     from its batch. Substituting another sample would count images that are not there and, in training, repeat
@@ -99,9 +110,16 @@ class SkippingImageFolder(torch.utils.data.Dataset):
 
     def __init__(self, root: Path, transform: Optional[Callable] = None, class_map: Optional[Dict[str, int]] = None):
         self.root = Path(root)
-        self.samples: List[Tuple[str, int]] = create_dataset(
-            '', root=str(root), class_map=class_map or ''
-        ).reader.samples
+        if class_map is None:  # the class folders, sorted by name, as check_image_folders() returns them
+            class_map = {name: i for i, name in enumerate(sorted(e.name for e in os.scandir(root) if e.is_dir()))}
+        # not timm's folder reader: it knows png/jpg/jpeg only, so a class of .webp files would vanish and renumber
+        # the classes after it, and it labels an image by its innermost folder, so CLASS/sub/x.jpg would be dropped
+        self.samples: List[Tuple[str, int]] = [
+            (path, index)
+            for name, index in sorted(class_map.items(), key=lambda item: item[1])
+            if (self.root / name).is_dir()
+            for path in _images_under(str(self.root / name))
+        ]
         self.transform = transform
 
     def __len__(self) -> int:

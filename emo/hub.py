@@ -188,11 +188,14 @@ def _cache_problem(final: Path, variant: str) -> Optional[str]:
             return f'its digest file {sidecar.name} is unreadable or empty'
         if not re.fullmatch('[0-9a-f]{64}', recorded):
             return f'its digest file {sidecar.name} holds no sha256'
-        actual = _sha256(final)
+        try:
+            actual = _sha256(final)
+        except OSError as e:  # gone or unreadable since the caller looked
+            return f'it cannot be read ({e})'
         return None if actual == recorded else f'its sha256 is {actual}, not the {recorded} recorded when it was cached'
     try:
         _check_variant(ckpt.read_checkpoint(final), variant)
-    except ckpt.CheckpointError as e:
+    except (ckpt.CheckpointError, OSError) as e:
         return str(e)
     try:
         atomic_write(sidecar, lambda f: f.write(_digest_line(final)))

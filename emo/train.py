@@ -1,15 +1,17 @@
 """Fine-tune an EMO on ImageNet-style folders, on one process or many (``torchrun --nproc_per_node=N -m emo.train``).
 
-Built from timm's training pieces: ``create_dataset`` (folder indexing), ``create_transform``, ``Mixup``,
-``create_optimizer_v2`` (layer decay through the model's ``group_matcher``), ``create_scheduler_v2``,
-``ModelEmaV3``, ``NativeScaler`` and ``accuracy``. Two pieces are this project's own, on purpose:
+Built from timm's training pieces: ``create_transform``, ``Mixup``, ``create_optimizer_v2`` (layer decay
+through the model's ``group_matcher``), ``create_scheduler_v2``, ``ModelEmaV3``, ``NativeScaler`` and
+``accuracy``. Three pieces are this project's own, on purpose:
 
 * the sampler is a ``DistributedSampler`` in every run, one process included, so that a run on N processes sees
   the same global batches as one process, and a resumed run the same batches as an uninterrupted one;
 * checkpoints are written to a temporary file and renamed over ``last.pth`` / ``best.pth`` (timm's
   ``CheckpointSaver`` deletes the old file before renaming, so a kill at that moment leaves none), and they hold
   everything a resume needs: model, EMA, optimizer, scheduler, AMP scaler and epoch (random number generators are
-  seeded from the seed, the epoch and the rank at the start of every epoch, so they need no saving).
+  seeded from the seed, the epoch and the rank at the start of every epoch, so they need no saving);
+* the folder indexing (:class:`emo.data.SkippingImageFolder`): every image the folder checks count, with its
+  class folder's label, and unreadable ones dropped from their batches.
 
 What a run will not do (docs/reliability.md): write into a folder that holds another run unless told to
 (``--resume`` from it, or ``--exist-ok``), resume from a checkpoint of another model, class list or image size,
@@ -32,7 +34,7 @@ import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional, TypeVar
 
 import numpy as np
 import torch
@@ -57,6 +59,7 @@ from .variants import VARIANTS
 __all__ = ['main', 'build_parser', 'RUN_FILES']
 
 _logger = logging.getLogger('emo.train')
+T = TypeVar('T')
 # what a run folder holds; the first three are the run itself, which a new run must not overwrite unasked
 RUN_FILES = ('last.pth', 'best.pth', 'metrics.csv', 'metrics.png', SKIPPED_FILE)
 # what --resume needs from a checkpoint: emo train writes all of them
@@ -116,8 +119,11 @@ class _Distributed:
         self.device = torch.device(f'cuda:{local_rank}' if cuda else (device or 'cpu'))
         if cuda:
             torch.cuda.set_device(self.device)
+        self.flag_group = None
         if self.world_size > 1:
             dist.init_process_group('nccl' if cuda else 'gloo')
+            # yes/no questions to all processes go over the CPU: on NCCL they would wait for the GPU's queue
+            self.flag_group = dist.new_group(backend='gloo')
 
     @property
     def main(self) -> bool:
@@ -126,6 +132,30 @@ class _Distributed:
     def barrier(self) -> None:
         if self.world_size > 1:
             dist.barrier()
+
+    def all_true(self, value: bool) -> bool:
+        """Whether ``value`` is true on every process; every process must ask (one tiny CPU all-reduce)."""
+        if self.world_size == 1:
+            return value
+        flag = torch.tensor([int(value)])
+        dist.all_reduce(flag, op=dist.ReduceOp.MIN, group=self.flag_group)
+        return bool(flag.item())
+
+    def raise_if_any_failed(self, error: Optional[Exception]) -> None:
+        """Stop every process when one failed, instead of leaving the others waiting in a collective for it."""
+        if not self.all_true(error is None):
+            raise error or RuntimeError('another process of this run failed: its error is printed above')
+
+    def main_first(self, build: Callable[[], T]) -> T:
+        """``build()`` on process 0, then on the others: a download happens once, the rest read the cache."""
+        result, error = None, None
+        if self.main:
+            try:
+                result = build()
+            except Exception as e:  # noqa: BLE001 - re-raised below, after the other processes are told
+                error = e
+        self.raise_if_any_failed(error)
+        return result if self.main else build()
 
     def close(self) -> None:
         if self.world_size > 1:
@@ -191,7 +221,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
     class_names = check_image_folders(train_dir, val_dir)  # before anything is built: fail fast and clearly
     img_size = args.img_size or get_pretrained_cfg(args.model).input_size[-1]
     resume_state = _read_resume(args.resume, args.model, class_names, img_size) if args.resume else None
-    _check_output(args.output, args.resume, args.exist_ok)
+    _check_output(args.output, args.resume, args.exist_ok, resume_state['epoch'] if resume_state else None)
     env = _Distributed(args.device)
     try:
         return _train(args, env, train_dir, val_dir, class_names, resume_state)
@@ -199,13 +229,32 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
         env.close()
 
 
-def _check_output(output: Path, resume: Optional[Path], exist_ok: bool) -> None:
-    """Refuse to write over another run: only a resume of the run in ``output`` itself, or ``--exist-ok``, may."""
+def _check_output(output: Path, resume: Optional[Path], exist_ok: bool, resume_epoch: Optional[int]) -> None:
+    """Refuse to write over another run: only a resume of the run in ``output`` itself, or ``--exist-ok``, may.
+
+    Resuming an earlier checkpoint of the run (``best.pth``) would replace a later ``last.pth`` and cut
+    ``metrics.csv`` back, so that too needs ``--exist-ok``.
+    """
     if output.exists() and not output.is_dir():
         raise FileExistsError(f'--output {output} is a file, not a folder: choose a folder for the run')
     earlier = [name for name in RUN_FILES[:3] if (output / name).exists()]
-    if not earlier or exist_ok or (resume is not None and resume.resolve().parent == output.resolve()):
+    if not earlier or exist_ok:
         return
+    if resume is not None and resume.resolve().parent == output.resolve():
+        last = output / 'last.pth'
+        if resume.resolve() == last.resolve() or not last.is_file():
+            return
+        try:
+            last_epoch = int(read_checkpoint(last)['epoch'])
+        except (CheckpointError, KeyError, TypeError, ValueError):
+            return  # an unreadable last.pth holds nothing that resuming could lose
+        if last_epoch <= resume_epoch:
+            return
+        raise FileExistsError(
+            f'--resume {resume} is epoch {resume_epoch + 1} of the run in {output}, whose last.pth is at epoch '
+            f'{last_epoch + 1}: resuming it would replace last.pth and cut metrics.csv back. Resume from {last}, '
+            'or pass --exist-ok to go back to that epoch'
+        )
     raise FileExistsError(
         f'--output {output} already holds a run ({", ".join(earlier)}): continue it with '
         f'--resume {output / "last.pth"}, choose a new --output, or pass --exist-ok to replace its files'
@@ -254,13 +303,16 @@ def _train(
         output.mkdir(parents=True, exist_ok=True)
         for tmp in remove_stale_temporaries(output, RUN_FILES):  # a SIGKILL runs no cleanup: the next run does
             _logger.info('removed %s, left by a run that was killed while writing', tmp)
-        (output / SKIPPED_FILE).unlink(missing_ok=True)  # an earlier run's list is not this run's
+        if resume_state is None:  # an earlier run's list is not this run's (a resume's is rewritten each epoch)
+            (output / SKIPPED_FILE).unlink(missing_ok=True)
     env.barrier()
     torch.manual_seed(args.seed)
 
     drop_path = VARIANTS[args.model].drop_path_rate if args.drop_path is None else args.drop_path
-    model = create_with_weights(
-        args.model, args.weights or args.pretrained, num_classes=len(class_names), drop_path_rate=drop_path
+    model = env.main_first(
+        lambda: create_with_weights(
+            args.model, args.weights or args.pretrained, num_classes=len(class_names), drop_path_rate=drop_path
+        )
     )
     data_cfg = resolve_data_config(model=model)
     if args.img_size:
@@ -268,8 +320,9 @@ def _train(
     aa = None if args.no_aug or args.aa == 'none' else args.aa
     train_tf = create_transform(**data_cfg, is_training=not args.no_aug, auto_augment=aa)
     eval_tf = create_transform(**data_cfg, is_training=False)
-    train_set = SkippingImageFolder(train_dir, train_tf)
-    val_set = SkippingImageFolder(val_dir, eval_tf, class_map={c: i for i, c in enumerate(class_names)})
+    class_map = {c: i for i, c in enumerate(class_names)}  # one numbering for both splits and the checkpoint
+    train_set = SkippingImageFolder(train_dir, train_tf, class_map=class_map)
+    val_set = SkippingImageFolder(val_dir, eval_tf, class_map=class_map)
     skipped = SkippedImages()
     global_batch = args.batch_size * env.world_size
     if len(train_set) < global_batch:
@@ -336,7 +389,6 @@ def _train(
                 _logger.warning('nothing left to train: raise --epochs above %d to train longer', start_epoch)
 
     num_updates = start_epoch * len(train_loader)
-    last_readable = None
     result = {}
     for epoch in range(start_epoch, args.epochs):
         _seed_epoch(args.seed, epoch, env.rank)
@@ -357,26 +409,19 @@ def _train(
             images, targets = batch.images, batch.targets
             if images is not None and mixup is not None and len(images) % 2:  # timm's Mixup pairs the images
                 images, targets = (images[:-1], targets[:-1]) if len(images) > 1 else (None, None)
-            weight = 1.0
-            if images is None:  # no readable image in this batch
+            if images is None:
                 _logger.warning('process %d: batch %d of epoch %d has no readable image', env.rank, step, epoch + 1)
-                if env.world_size == 1:
-                    num_updates += 1  # the schedule stays where an uninterrupted or resumed run has it
-                    scheduler.step_update(num_updates)
-                    continue
-                if last_readable is None:
-                    raise ValueError(
-                        f'the first training batch of process {env.rank} had no readable image: too many unreadable '
-                        f'images in {train_dir}; fix or remove them'
-                    )
-                # every process must take part in each gradient all-reduce: repeat the last batch with weight 0
-                (images, targets), weight = last_readable, 0.0
-            last_readable = (images, targets)
+            if not env.all_true(images is not None):
+                # a step is taken by all processes together (the gradient exchange needs each): when one has no
+                # image, all skip it; the schedule still advances, as in an uninterrupted or resumed run
+                num_updates += 1
+                scheduler.step_update(num_updates)
+                continue
             images, targets = images.to(env.device, non_blocking=True), targets.to(env.device, non_blocking=True)
             if mixup is not None:
                 images, targets = mixup(images, targets)
             with autocast():
-                loss = train_loss_fn(ddp_model(images), targets) * weight
+                loss = train_loss_fn(ddp_model(images), targets)
             optimizer.zero_grad(set_to_none=True)
             if scaler is not None:
                 scaler(loss, optimizer, clip_grad=args.clip_grad, parameters=model.parameters())
@@ -389,9 +434,8 @@ def _train(
             scheduler.step_update(num_updates)
             if ema is not None:
                 ema.update(model, step=num_updates)
-            if weight:
-                loss_sum += loss.detach() * images.shape[0]
-                seen += images.shape[0]
+            loss_sum += loss.detach() * images.shape[0]
+            seen += images.shape[0]
             if env.main and step % 5 == 0:
                 rate = seen * env.world_size / (time.perf_counter() - start)  # shown while running: an estimate
                 progress.set_postfix(
@@ -411,52 +455,58 @@ def _train(
         epoch_time = time.perf_counter() - start
         train_loss = loss_sum.item() / seen_all
 
+        epoch_error = None  # process 0 evaluates and writes; the others wait for its word
         if env.main:
-            eval_model = ema.module if ema is not None else model
-            metrics = evaluate(eval_model, val_loader, env.device, len(class_names), autocast=autocast, skipped=skipped)
-            row = dict(
-                epoch=epoch + 1,
-                train_loss=round(train_loss, 6),
-                lr=optimizer.param_groups[0]['lr'],
-                val_loss=round(metrics['loss'], 6),
-                val_top1=round(metrics['top1'], 4),
-                val_top5=round(metrics['top5'], 4),
-                epoch_time_s=round(epoch_time, 2),
-                train_img_per_s=round(seen_all / epoch_time, 1),
-            )
-            history.append(row)
-            is_best = row['val_top1'] > best['val_top1']
-            if is_best:
-                best = {'val_top1': row['val_top1'], 'epoch': epoch + 1}
-            state = {
-                'arch': args.model,
-                'epoch': epoch,
-                'class_names': class_names,
-                'img_size': data_cfg['input_size'][-1],
-                'args': {k: str(v) for k, v in vars(args).items()},
-                'state_dict': model.state_dict(),
-                'optimizer': optimizer.state_dict(),
-                'scheduler': scheduler.state_dict(),
-                'scaler': scaler.state_dict() if scaler is not None else {},
-                'history': history,
-                'best': best,
-                'metrics': row,
-            }
-            if ema is not None:
-                state['state_dict_ema'] = ema.module.state_dict()
-            atomic_write(output / 'last.pth', functools.partial(torch.save, state))
-            if is_best:
-                atomic_write(output / 'best.pth', functools.partial(torch.save, state))
-            _write_metrics(history, output)
-            skipped.write(output / SKIPPED_FILE)
-            tqdm.write(
-                f'epoch {epoch + 1}: train loss {train_loss:.4f}, val loss {row["val_loss"]:.4f}, '
-                f'top-1 {row["val_top1"]:.2f}, top-5 {row["val_top5"]:.2f}'
-                f'{" (best)" if is_best else ""}',
-                file=sys.stderr,
-            )
-            result = row
-        env.barrier()
+            try:
+                eval_model = ema.module if ema is not None else model
+                metrics = evaluate(
+                    eval_model, val_loader, env.device, len(class_names), autocast=autocast, skipped=skipped
+                )
+                row = dict(
+                    epoch=epoch + 1,
+                    train_loss=round(train_loss, 6),
+                    lr=optimizer.param_groups[0]['lr'],
+                    val_loss=round(metrics['loss'], 6),
+                    val_top1=round(metrics['top1'], 4),
+                    val_top5=round(metrics['top5'], 4),
+                    epoch_time_s=round(epoch_time, 2),
+                    train_img_per_s=round(seen_all / epoch_time, 1),
+                )
+                history.append(row)
+                is_best = row['val_top1'] > best['val_top1']
+                if is_best:
+                    best = {'val_top1': row['val_top1'], 'epoch': epoch + 1}
+                state = {
+                    'arch': args.model,
+                    'epoch': epoch,
+                    'class_names': class_names,
+                    'img_size': data_cfg['input_size'][-1],
+                    'args': {k: str(v) for k, v in vars(args).items()},
+                    'state_dict': model.state_dict(),
+                    'optimizer': optimizer.state_dict(),
+                    'scheduler': scheduler.state_dict(),
+                    'scaler': scaler.state_dict() if scaler is not None else {},
+                    'history': history,
+                    'best': best,
+                    'metrics': row,
+                }
+                if ema is not None:
+                    state['state_dict_ema'] = ema.module.state_dict()
+                atomic_write(output / 'last.pth', functools.partial(torch.save, state))
+                if is_best:
+                    atomic_write(output / 'best.pth', functools.partial(torch.save, state))
+                _write_metrics(history, output)
+                skipped.write(output / SKIPPED_FILE)
+                tqdm.write(
+                    f'epoch {epoch + 1}: train loss {train_loss:.4f}, val loss {row["val_loss"]:.4f}, '
+                    f'top-1 {row["val_top1"]:.2f}, top-5 {row["val_top5"]:.2f}'
+                    f'{" (best)" if is_best else ""}',
+                    file=sys.stderr,
+                )
+                result = row
+            except Exception as e:  # noqa: BLE001 - re-raised by raise_if_any_failed, on every process
+                epoch_error = e
+        env.raise_if_any_failed(epoch_error)
 
     if env.world_size > 1:  # DDP keeps replicas in step; say so, checked
         checksum = torch.stack([p.detach().double().sum() for p in model.parameters()]).sum().reshape(1)

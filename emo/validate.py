@@ -80,9 +80,9 @@ def main(argv: Optional[List[str]] = None) -> Dict:
     folder_classes = check_image_folders(None, args.data)
     class_names = list(state['class_names']) if 'class_names' in state else folder_classes
     if len(class_names) < 2:
+        source = f'{args.checkpoint} was trained on' if 'class_names' in state else f'{args.data} has'
         raise ValueError(
-            f'{args.checkpoint} was trained on one class ({class_names}): its top-1 is 100% on any image, so there '
-            'is nothing to measure'
+            f'{source} one class ({class_names[0]!r}): top-1 would be 100% on any image, so there is nothing to measure'
         )
     unknown = sorted(set(folder_classes) - set(class_names))
     if unknown:

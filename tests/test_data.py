@@ -1,9 +1,11 @@
 """Class folders with unreadable files: such an image is dropped from its batch, never replaced by another one."""
 
 from collections import Counter
+from pathlib import Path
 
 import torch
 from classification_data import make_image_folders
+from PIL import Image
 from timm.data import create_transform
 
 from emo.data import SkippedImages, SkippingImageFolder, readable_loader
@@ -40,3 +42,22 @@ def test_a_batch_with_no_readable_image_is_empty_not_filled(tmp_path):
         (folder / name / 'x.jpg').write_bytes(b'\x00' * 10)
     batches = list(readable_loader(SkippingImageFolder(folder, torch.nn.Identity()), batch_size=2))
     assert len(batches) == 1 and batches[0].images is None and len(batches[0].skipped) == 2
+
+
+def test_every_counted_image_is_in_the_dataset_with_its_class(tmp_path):
+    from emo.data import check_image_folders
+
+    val = make_image_folders(tmp_path, train_per_class=1, val_per_class=3, size=40)['val']
+    # timm's folder reader knows png/jpg/jpeg only and labels by the innermost folder: a class of .webp images
+    # vanished and renumbered the classes after it, and CLASS/sub/x.png was dropped
+    for png in (val / 'h_stripes').iterdir():
+        Image.open(png).save(png.with_suffix('.webp'))
+        png.unlink()
+    (val / 'red_blob' / 'sub').mkdir()
+    (val / 'red_blob' / '000.png').rename(val / 'red_blob' / 'sub' / '000.png')
+    names = check_image_folders(None, val)
+    dataset = SkippingImageFolder(val, class_map={c: i for i, c in enumerate(names)})
+    assert len(dataset) == 12
+    counts = Counter(names[target] for _, target in dataset.samples)
+    assert counts == {'green_blob': 3, 'h_stripes': 3, 'red_blob': 3, 'v_stripes': 3}
+    assert all(names[t] == Path(p).relative_to(val).parts[0] for p, t in dataset.samples)

@@ -279,6 +279,14 @@ def test_a_run_folder_is_never_overwritten_unasked(tmp_path, tiny, finished_run)
     assert 'already holds a run' in _one_error_line(into)
     assert {name: (run / name).read_bytes() for name in before} == before
 
+    # resuming an earlier checkpoint of the run itself would replace a later last.pth and cut metrics.csv back
+    state = torch.load(run / 'last.pth', weights_only=True)
+    state['epoch'], state['history'] = -1, []
+    torch.save(state, run / 'epoch0.pth')
+    back = _emo('train', '--data', tiny, '--output', run, '--resume', run / 'epoch0.pth', '--epochs', '2', *FAST)
+    assert 'whose last.pth is at epoch 1' in _one_error_line(back)
+    assert {name: (run / name).read_bytes() for name in before} == before
+
     replaced = _emo('train', '--data', tiny, '--output', run, '--epochs', '1', '--seed', '7', '--exist-ok', *FAST)
     assert replaced.returncode == 0, replaced.stderr
     assert (run / 'last.pth').read_bytes() != before['last.pth']
@@ -393,10 +401,10 @@ def test_ddp_survives_a_batch_with_no_readable_image(tmp_path):
 
     data = make_image_folders(tmp_path / 'd', train_per_class=4, val_per_class=2, size=40)['train'].parent
     samples = SkippingImageFolder(data / 'train').samples
-    # the sampler emo train uses, with its seed: process 0's second batch of the first epoch
+    # the sampler emo train uses, with its seed: process 0's first batch of the first epoch
     sampler = torch.utils.data.DistributedSampler(range(len(samples)), 2, 0, shuffle=True, seed=1, drop_last=True)
     sampler.set_epoch(0)
-    unreadable = [samples[i][0] for i in list(sampler)[2:4]]
+    unreadable = [samples[i][0] for i in list(sampler)[:2]]  # the first batch: nothing earlier to fall back on
     for path in unreadable:
         Path(path).write_bytes(b'not an image')
     args = ['--output', str(tmp_path / 'run'), '--data', str(data), '--epochs', '1', *_fast('--batch-size', '2')]
@@ -409,8 +417,17 @@ def test_ddp_survives_a_batch_with_no_readable_image(tmp_path):
     )
     assert two.returncode == 0, two.stderr[-3000:]
     assert 'parameters identical on all 2 processes' in two.stderr
-    assert 'process 0: batch 1 of epoch 1 has no readable image' in two.stderr
+    assert 'process 0: batch 0 of epoch 1 has no readable image' in two.stderr
     listed = (tmp_path / 'run' / 'skipped_images.txt').read_text().splitlines()
     assert sorted(listed) == sorted(str(Path(p).resolve()) for p in unreadable)
     row = _metrics(tmp_path / 'run')[0]
     assert math.isfinite(float(row['train_loss']))
+
+
+def test_mixup_with_an_odd_batch_left_by_an_unreadable_image(tmp_path):
+    data = make_image_folders(tmp_path / 'd', train_per_class=4, val_per_class=2, size=40)['train'].parent
+    (data / 'train' / 'red_blob' / '000.png').write_bytes(b'')  # one batch of 8 keeps 7 images: mixup pairs them
+    run = tmp_path / 'run'
+    result = _emo('train', '--data', data, '--output', run, '--epochs', '1', '--mixup', '0.8', *FAST)
+    assert result.returncode == 0, result.stderr
+    assert 'skipped 1 unreadable image(s)' in result.stderr and len(_metrics(run)) == 1
