@@ -89,7 +89,11 @@ def read_checkpoint(path: str) -> dict:
             ) from e
 
     if head.startswith(b'PK'):
-        if not zipfile.is_zipfile(path):
+        try:
+            whole_zip = zipfile.is_zipfile(path)
+        except Exception:  # noqa: BLE001 - a damaged directory can make the check itself raise
+            whole_zip = False
+        if not whole_zip:
             raise CheckpointError(
                 f'checkpoint file {path!r} ({size} bytes) is truncated or corrupt: its zip directory is missing; '
                 'download or save it again'
@@ -98,7 +102,7 @@ def read_checkpoint(path: str) -> dict:
         # a pickle opcode stream that is not torch.save's: a plain pickle, or random bytes that start like one
         raise CheckpointError(
             f'{path!r} is not a checkpoint: it is neither a PyTorch file (torch.save) nor a safetensors file'
-            + (' (it is a plain Python pickle, which emo never unpickles)' if _first_pickle(path) is not None else '')
+            + (' (it is a plain Python pickle, which emo never unpickles)' if _opcodes(path) is not None else '')
         )
     try:
         return torch.load(path, map_location='cpu', weights_only=True)
@@ -113,29 +117,31 @@ def read_checkpoint(path: str) -> dict:
                 'a Python session you trust, take the state dict (names to tensors) out of what it holds, and '
                 'save that with torch.save or safetensors; then load the new file'
             ) from e
-        if 'Unsupported operand' in str(e) and not head.startswith(b'PK') and head[1] >= 4:
-            # torch's weights-only unpickler reads legacy files of pickle protocol 2 and 3 only
-            raise CheckpointError(
-                f"{path!r} is in torch's legacy (non-zip) format with pickle protocol {head[1]}, which the safe "
-                'loader cannot read; re-save its tensors with torch.save in the default (zip) format, or as '
-                'safetensors'
-            ) from e
+        # the safe loader cannot parse it: damaged bytes, or a way of saving it does not read (legacy files of
+        # pickle protocol 4 and 5); which one cannot be told without unpickling, so the message names both
         raise CheckpointError(
-            f'checkpoint file {path!r} is truncated or corrupt (its pickle does not parse); download or save it again'
+            f'the safe loader cannot read {path!r} ({_weights_only_reason(e)}): it is truncated or corrupt (download '
+            'or save it again), or saved in a form the safe loader does not read, such as torch.save with '
+            '_use_new_zipfile_serialization=False and pickle protocol 4 or 5 (re-save it in the default format, in '
+            'a session where you trust it)'
         ) from e
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
+    except Exception as e:  # noqa: BLE001 - damaged bytes surface as any of a dozen exception types
         raise CheckpointError(
-            f'checkpoint file {path!r} is truncated or corrupt ({e}); download or save it again'
+            f'checkpoint file {path!r} is truncated or corrupt ({type(e).__name__}: {e}); download or save it again'
         ) from e
 
 
-def _first_pickle(path: str) -> Optional[list]:
-    """The arguments of the opcodes of the file's first pickle, read as opcodes only (nothing is executed)."""
+def _opcodes(path: str, limit: int = 64) -> Optional[list]:
+    """The arguments of the first ``limit`` opcodes of the file's first pickle, or None when they do not parse.
+
+    Read as opcodes only (nothing is executed), and only the start: a large file costs no more than a small one.
+    """
+    import itertools
     import pickletools
 
     try:
         with open(path, 'rb') as f:
-            return [arg for _, arg, _ in pickletools.genops(f)]  # genops stops at the first STOP
+            return [arg for _, arg, _ in itertools.islice(pickletools.genops(f), limit)]  # genops stops at STOP
     except Exception:  # noqa: BLE001 - any parse error means: not a pickle
         return None
 
@@ -144,8 +150,18 @@ def _is_legacy_torch_file(path: str) -> bool:
     """torch.save's non-zip files (any pickle protocol) start with a pickle of torch's magic number."""
     from torch.serialization import MAGIC_NUMBER
 
-    args = _first_pickle(path)
+    args = _opcodes(path, limit=8)
     return args is not None and MAGIC_NUMBER in args
+
+
+def _weights_only_reason(error: Exception) -> str:
+    # torch's message is a page of advice that includes re-running with weights_only=False; keep its diagnosis
+    text = str(error)
+    marker = 'WeightsUnpickler error:'
+    if marker in text:
+        text = text.split(marker, 1)[1]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
 
 
 def _looks_like_safetensors(head: bytes, size: int) -> bool:

@@ -30,25 +30,41 @@ IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff', '
 SKIPPED_FILE = 'skipped_images.txt'
 
 
+def _skipped_folder(name: str) -> bool:
+    # hidden folders (.ipynb_checkpoints, .git) and macOS archive debris hold no classes and no images of a class
+    return name.startswith('.') or name == '__MACOSX'
+
+
+def _class_names(root: Path) -> List[str]:
+    """The class folders directly under ``root``, sorted by name."""
+    return sorted(e.name for e in os.scandir(root) if e.is_dir() and not _skipped_folder(e.name))
+
+
 def _images_under(folder: str) -> List[str]:
-    """The image files anywhere below one class folder, sorted: what the checks count and the dataset holds."""
-    return sorted(
-        os.path.join(dirpath, name)
-        for dirpath, _, files in os.walk(folder, followlinks=True)
-        for name in files
-        if name.lower().endswith(IMAGE_EXTENSIONS)
-    )
+    """The image files anywhere below one class folder, sorted: what the checks count and the dataset holds.
+
+    Linked folders are followed, each real folder once, except links up the tree (to a folder that holds this
+    class folder): those would loop forever, or bring in the images of the other classes.
+    """
+    images, seen = [], set()
+    class_root = os.path.realpath(folder)
+    for dirpath, dirnames, files in os.walk(folder, followlinks=True):
+        stat = os.stat(dirpath)
+        real = os.path.realpath(dirpath)
+        if (stat.st_dev, stat.st_ino) in seen or class_root.startswith(real.rstrip(os.sep) + os.sep):
+            dirnames[:] = []
+            continue
+        seen.add((stat.st_dev, stat.st_ino))
+        dirnames[:] = sorted(d for d in dirnames if not _skipped_folder(d))
+        images.extend(os.path.join(dirpath, name) for name in files if name.lower().endswith(IMAGE_EXTENSIONS))
+    return sorted(images)
 
 
 def class_folders(root: Path, role: str) -> Dict[str, int]:
     """Image counts of the class folders under ``root``; a clear error for a missing or empty folder."""
     if not root.is_dir():
         raise FileNotFoundError(f'{role} folder {root} does not exist: expected {root}/CLASS_NAME/IMAGE files')
-    counts = {
-        entry.name: len(_images_under(entry.path))
-        for entry in sorted(os.scandir(root), key=lambda e: e.name)
-        if entry.is_dir()
-    }
+    counts = {name: len(_images_under(str(root / name))) for name in _class_names(root)}
     if not counts:
         raise ValueError(f'{role} folder {root} has no class folders: expected {root}/CLASS_NAME/IMAGE files')
     empty = [name for name, count in counts.items() if count == 0]
@@ -111,7 +127,7 @@ class SkippingImageFolder(torch.utils.data.Dataset):
     def __init__(self, root: Path, transform: Optional[Callable] = None, class_map: Optional[Dict[str, int]] = None):
         self.root = Path(root)
         if class_map is None:  # the class folders, sorted by name, as check_image_folders() returns them
-            class_map = {name: i for i, name in enumerate(sorted(e.name for e in os.scandir(root) if e.is_dir()))}
+            class_map = {name: i for i, name in enumerate(_class_names(self.root))}
         # not timm's folder reader: it knows png/jpg/jpeg only, so a class of .webp files would vanish and renumber
         # the classes after it, and it labels an image by its innermost folder, so CLASS/sub/x.jpg would be dropped
         self.samples: List[Tuple[str, int]] = [

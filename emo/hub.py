@@ -179,23 +179,25 @@ def _cache_problem(final: Path, variant: str) -> Optional[str]:
     With a digest file the sha256 must match. Without one, the file was cached by an earlier version (or its
     digest was lost): it is used if it reads as ``variant``'s weights, and its digest is recorded then, so that
     caches filled before digests existed keep working offline.
+
+    An OSError (no permission, a failing disk) is raised, not taken for corruption: a good file is never removed
+    because it could not be read this once.
     """
     sidecar = digest_path(final)
     if sidecar.is_file():
         try:
             recorded = sidecar.read_text().split()[0]
-        except (OSError, UnicodeDecodeError, IndexError):
-            return f'its digest file {sidecar.name} is unreadable or empty'
+        except (UnicodeDecodeError, IndexError):
+            return f'its digest file {sidecar.name} is not text or empty'
         if not re.fullmatch('[0-9a-f]{64}', recorded):
             return f'its digest file {sidecar.name} holds no sha256'
-        try:
-            actual = _sha256(final)
-        except OSError as e:  # gone or unreadable since the caller looked
-            return f'it cannot be read ({e})'
+        actual = _sha256(final)
         return None if actual == recorded else f'its sha256 is {actual}, not the {recorded} recorded when it was cached'
+    with open(final, 'rb'):  # a permission error here, before read_checkpoint could call it unreadable weights
+        pass
     try:
         _check_variant(ckpt.read_checkpoint(final), variant)
-    except (ckpt.CheckpointError, OSError) as e:
+    except ckpt.CheckpointError as e:
         return str(e)
     try:
         atomic_write(sidecar, lambda f: f.write(_digest_line(final)))
@@ -308,13 +310,27 @@ def fetch_official(
     sidecar = digest_path(final)
     corrupt = ''
     if final.is_file():
-        problem = _cache_problem(final, entry.variant)
+        try:
+            problem = _cache_problem(final, entry.variant)
+        except FileNotFoundError:  # removed while it was checked (another process): fetch it anew
+            problem = 'it vanished while it was checked'
+        except OSError as e:
+            raise WeightsUnavailableError(
+                f'could not read the cached weights {final} ({e}); check the permissions of that folder, or point '
+                'cache_dir (or TORCH_HOME) at another one'
+            ) from e
         if problem is None:
             return final
         _logger.warning('cached weights %s are corrupt (%s): removing them and downloading again', final, problem)
         corrupt = f'the cached copy {final} was corrupt ({problem}) and was removed; '
-        final.unlink(missing_ok=True)
-        sidecar.unlink(missing_ok=True)
+        try:
+            final.unlink(missing_ok=True)
+            sidecar.unlink(missing_ok=True)
+        except OSError as e:
+            raise WeightsUnavailableError(
+                f'the cached weights {final} are corrupt ({problem}) and could not be removed ({e}): delete them, '
+                'or point cache_dir (or TORCH_HOME) at another folder'
+            ) from e
     elif sidecar.exists():
         sidecar.unlink(missing_ok=True)  # the digest of a file someone deleted
     url = url or origin_url(entry.name)

@@ -24,6 +24,7 @@ RandAugment, no mixup/cutmix, gradient clipping 5), with AMP on CUDA.
 
 import argparse
 import csv
+import datetime
 import functools
 import io
 import logging
@@ -108,6 +109,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class RunAborted(ChildProcessError):
+    """Another process of this torchrun job failed (its own error is printed by it); an OSError, so one line."""
+
+
+# how long a process waits for the others' answer to a yes/no question: process 0 may evaluate and save for a
+# long time (a large validation set on CPU) while the others wait; 30 min (torch's default) was too short for that
+FLAG_TIMEOUT = datetime.timedelta(hours=6)
+
+
 class _Distributed:
     """This process's place in a ``torchrun`` job (or a single process)."""
 
@@ -123,7 +133,7 @@ class _Distributed:
         if self.world_size > 1:
             dist.init_process_group('nccl' if cuda else 'gloo')
             # yes/no questions to all processes go over the CPU: on NCCL they would wait for the GPU's queue
-            self.flag_group = dist.new_group(backend='gloo')
+            self.flag_group = dist.new_group(backend='gloo', timeout=FLAG_TIMEOUT)
 
     @property
     def main(self) -> bool:
@@ -144,7 +154,16 @@ class _Distributed:
     def raise_if_any_failed(self, error: Optional[Exception]) -> None:
         """Stop every process when one failed, instead of leaving the others waiting in a collective for it."""
         if not self.all_true(error is None):
-            raise error or RuntimeError('another process of this run failed: its error is printed above')
+            raise error or RunAborted('another process of this run failed; its error is printed above')
+
+    def same_everywhere(self, value: int) -> bool:
+        """Whether every process has the same ``value`` (e.g. the number of training images each one found)."""
+        if self.world_size == 1:
+            return True
+        low, high = torch.tensor([value]), torch.tensor([-value])
+        dist.all_reduce(low, op=dist.ReduceOp.MIN, group=self.flag_group)
+        dist.all_reduce(high, op=dist.ReduceOp.MIN, group=self.flag_group)
+        return int(low) == -int(high)
 
     def main_first(self, build: Callable[[], T]) -> T:
         """``build()`` on process 0, then on the others: a download happens once, the rest read the cache."""
@@ -155,7 +174,13 @@ class _Distributed:
             except Exception as e:  # noqa: BLE001 - re-raised below, after the other processes are told
                 error = e
         self.raise_if_any_failed(error)
-        return result if self.main else build()
+        if not self.main:
+            try:
+                result = build()
+            except Exception as e:  # noqa: BLE001 - as above: every process learns of it
+                error = e
+        self.raise_if_any_failed(error)
+        return result
 
     def close(self) -> None:
         if self.world_size > 1:
@@ -299,13 +324,15 @@ def _train(
     args, env: _Distributed, train_dir: Path, val_dir: Path, class_names: List[str], resume_state: Optional[dict]
 ) -> Dict[str, float]:
     output: Path = args.output
-    if env.main:
+
+    def prepare_output() -> None:
         output.mkdir(parents=True, exist_ok=True)
         for tmp in remove_stale_temporaries(output, RUN_FILES):  # a SIGKILL runs no cleanup: the next run does
             _logger.info('removed %s, left by a run that was killed while writing', tmp)
         if resume_state is None:  # an earlier run's list is not this run's (a resume's is rewritten each epoch)
             (output / SKIPPED_FILE).unlink(missing_ok=True)
-    env.barrier()
+
+    env.main_first(lambda: prepare_output() if env.main else None)
     torch.manual_seed(args.seed)
 
     drop_path = VARIANTS[args.model].drop_path_rate if args.drop_path is None else args.drop_path
@@ -324,6 +351,11 @@ def _train(
     train_set = SkippingImageFolder(train_dir, train_tf, class_map=class_map)
     val_set = SkippingImageFolder(val_dir, eval_tf, class_map=class_map)
     skipped = SkippedImages()
+    if not env.same_everywhere(len(train_set)):
+        raise ValueError(
+            f'the processes found different numbers of training images in {train_dir} (this one {len(train_set)}): '
+            'every node must see the same data'
+        )
     global_batch = args.batch_size * env.world_size
     if len(train_set) < global_batch:
         raise ValueError(

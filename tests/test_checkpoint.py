@@ -181,7 +181,7 @@ def test_legacy_format_files_load(tmp_path, official_1m, protocol):
 def test_legacy_format_the_safe_loader_cannot_read_says_so(tmp_path):
     path = tmp_path / 'legacy4.pth'
     torch.save({'x': torch.zeros(2)}, path, _use_new_zipfile_serialization=False, pickle_protocol=4)
-    with pytest.raises(CheckpointError, match='legacy .* pickle protocol 4, which the safe loader cannot read'):
+    with pytest.raises(CheckpointError, match='safe loader cannot read .* pickle protocol 4 or 5'):
         read_checkpoint(path)
 
 
@@ -193,13 +193,17 @@ def test_bytes_that_only_start_like_a_pickle_are_not_called_code(tmp_path):
     cases = {
         'random.pth': (b'\x80' + rng.bytes(4000), 'not a checkpoint'),
         'legacy_random.pth': (legacy_magic + rng.bytes(4000), 'truncated or corrupt'),
+        'legacy_cut.pth': (None, 'truncated or corrupt'),
         'plain.pkl': (pickle.dumps({'weight': [1.0, 2.0]}), 'plain Python pickle'),
     }
+    torch.save({'x': torch.arange(1000.0)}, tmp_path / 'whole.pth', _use_new_zipfile_serialization=False)
+    whole = (tmp_path / 'whole.pth').read_bytes()
+    cases['legacy_cut.pth'] = (whole[: len(whole) - 2000], 'truncated or corrupt')  # cut inside the tensor data
     for name, (content, message) in cases.items():
         path = tmp_path / name
         path.write_bytes(content)
         with pytest.raises(CheckpointError, match=message) as info:
-            _from_file(path)
+            read_checkpoint(path)
         assert 'could run code' not in str(info.value), name
 
 
@@ -208,3 +212,24 @@ def test_variants_table_matches_models():
         model = timm.create_model(name)
         assert arch_of(model.state_dict()) == (variant.depths, variant.widths)
         assert variant.title == 'EMO-' + name[4:].upper()
+
+
+@pytest.mark.parametrize('zip_format', [True, False])
+def test_damaged_bytes_always_give_a_checkpoint_error(tmp_path, zip_format):
+    # damaged checkpoints surfaced as UnicodeDecodeError, IndexError, struct.error, ... from torch.load
+    path = tmp_path / 'small.pth'
+    torch.save({'w': torch.arange(64.0), 'b': torch.ones(3)}, path, _use_new_zipfile_serialization=zip_format)
+    good = path.read_bytes()
+    rng = np.random.default_rng(0)
+    for trial in range(150):
+        data = bytearray(good)
+        if trial % 3 == 0:
+            data = data[: int(rng.integers(1, len(data)))]
+        else:
+            for i in rng.integers(0, len(data), int(rng.integers(1, 4))):
+                data[i] = int(rng.integers(0, 256))
+        path.write_bytes(bytes(data))
+        try:
+            read_checkpoint(path)
+        except CheckpointError:
+            pass

@@ -55,9 +55,15 @@ def test_every_counted_image_is_in_the_dataset_with_its_class(tmp_path):
         png.unlink()
     (val / 'red_blob' / 'sub').mkdir()
     (val / 'red_blob' / '000.png').rename(val / 'red_blob' / 'sub' / '000.png')
+    # links back up the tree looped forever or brought in other classes' images; hidden folders are no classes
+    (val / 'green_blob' / 'again').symlink_to(val / 'green_blob', target_is_directory=True)
+    (val / 'green_blob' / 'up').symlink_to(val, target_is_directory=True)
+    (val / '.ipynb_checkpoints').mkdir()
+    (val / '.ipynb_checkpoints' / 'x.png').write_bytes((val / 'v_stripes' / '000.png').read_bytes())
     names = check_image_folders(None, val)
+    assert names == ['green_blob', 'h_stripes', 'red_blob', 'v_stripes']
     dataset = SkippingImageFolder(val, class_map={c: i for i, c in enumerate(names)})
-    assert len(dataset) == 12
+    assert len(dataset) == 12 and len(SkippingImageFolder(val)) == 12
     counts = Counter(names[target] for _, target in dataset.samples)
     assert counts == {'green_blob': 3, 'h_stripes': 3, 'red_blob': 3, 'v_stripes': 3}
     assert all(names[t] == Path(p).relative_to(val).parts[0] for p, t in dataset.samples)

@@ -396,6 +396,34 @@ def test_sigterm_leaves_no_temporary_and_stale_ones_are_swept(tmp_path, tiny):
     assert not (run / '.last.pth.tmp-99999').exists() and len(_metrics(run)) == 3
 
 
+def _torchrun_train(args) -> subprocess.CompletedProcess:
+    """``torchrun --nproc_per_node=2 -m emo.train ARGS`` on gloo, one thread per process."""
+    return subprocess.run(
+        [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2', '-m', 'emo.train']
+        + [str(a) for a in args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=dict(os.environ, OMP_NUM_THREADS='1'),
+    )
+
+
+def test_ddp_stops_every_process_when_process_0_fails(tmp_path):
+    data = make_image_folders(tmp_path / 'd', train_per_class=4, val_per_class=2, size=40)['train'].parent
+    for image in (data / 'val').rglob('*.png'):
+        image.write_bytes(b'')  # process 0 cannot evaluate; the other must not wait for it forever
+    result = _torchrun_train(
+        ['--output', tmp_path / 'run', '--data', data, '--epochs', '2', *_fast('--batch-size', '2')]
+    )
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith('emo train: error:')]
+    assert sorted(errors) == [
+        'emo train: error: another process of this run failed; its error is printed above',
+        'emo train: error: no image of the evaluation set could be read: there is nothing to report',
+    ], result.stderr[-3000:]
+    assert not (tmp_path / 'run' / 'last.pth').exists()
+
+
 def test_ddp_survives_a_batch_with_no_readable_image(tmp_path):
     from emo.data import SkippingImageFolder
 
@@ -407,14 +435,7 @@ def test_ddp_survives_a_batch_with_no_readable_image(tmp_path):
     unreadable = [samples[i][0] for i in list(sampler)[:2]]  # the first batch: nothing earlier to fall back on
     for path in unreadable:
         Path(path).write_bytes(b'not an image')
-    args = ['--output', str(tmp_path / 'run'), '--data', str(data), '--epochs', '1', *_fast('--batch-size', '2')]
-    two = subprocess.run(
-        [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2', '-m', 'emo.train'] + args,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=dict(os.environ, OMP_NUM_THREADS='1'),
-    )
+    two = _torchrun_train(['--output', tmp_path / 'run', '--data', data, '--epochs', '1', *_fast('--batch-size', '2')])
     assert two.returncode == 0, two.stderr[-3000:]
     assert 'parameters identical on all 2 processes' in two.stderr
     assert 'process 0: batch 0 of epoch 1 has no readable image' in two.stderr

@@ -173,6 +173,19 @@ def test_corrupt_cached_file_offline_says_it_was_removed(release, tmp_path, monk
     assert _cache_files(tmp_path) == []
 
 
+def test_a_cached_file_that_cannot_be_read_this_once_is_kept(release, tmp_path, monkeypatch):
+    path, good = _fill_cache(release, monkeypatch)
+
+    def no_permission(file):  # root reads any file here, so the refusal is injected where the cache is read
+        raise PermissionError(13, 'Permission denied', str(file))
+
+    monkeypatch.setattr(hub, '_sha256', no_permission)
+    monkeypatch.setenv('EMO_ORIGIN_URL', closed_port_url())
+    with pytest.raises(WeightsUnavailableError, match='could not read the cached weights .* permissions'):
+        timm.create_model('emo_1m', pretrained=True)
+    assert path.read_bytes() == good and hub.digest_path(path).is_file()  # not taken for corruption
+
+
 def test_cached_file_without_digest_is_verified_and_adopted(release, tmp_path, monkeypatch):
     path, good = _fill_cache(release, monkeypatch)
     hub.digest_path(path).unlink()  # as an earlier version left its cache
