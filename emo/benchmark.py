@@ -42,7 +42,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 from . import checkpoint as ckpt
-from .files import atomic_write
+from .files import atomic_write_text, save_png
 from .hub import released_weights
 from .official import official_emo
 from .variants import VARIANTS
@@ -588,10 +588,7 @@ def plot(result: Dict, path: Path, batch: str = '1') -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc='lower right')
     fig.tight_layout()
-    try:
-        atomic_write(path, lambda f: fig.savefig(f, format='png', dpi=110))
-    finally:
-        plt.close(fig)
+    save_png(fig, path, dpi=110)
 
 
 def write_report(result: Dict, out_dir: Path) -> Dict[str, Path]:
@@ -599,7 +596,7 @@ def write_report(result: Dict, out_dir: Path) -> Dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {'json': out_dir / 'benchmark.json', 'md': out_dir / 'benchmark.md', 'png': out_dir / 'benchmark.png'}
     for key, text in (('json', json.dumps(result, indent=1) + '\n'), ('md', format_markdown(result))):
-        atomic_write(paths[key], lambda f, text=text: f.write(text.encode()))
+        atomic_write_text(paths[key], text)
     plot(result, paths['png'], str(result['settings']['batch_sizes'][0]))
     return paths
 

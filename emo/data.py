@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, default_collate
 
-from .files import atomic_write
+from .files import atomic_write_text
 
 __all__ = [
     'IMAGE_EXTENSIONS',
@@ -199,5 +199,4 @@ class SkippedImages:
         if not self.errors:
             Path(path).unlink(missing_ok=True)
             return
-        text = ''.join(f'{p}\n' for p in sorted(self.errors))
-        atomic_write(path, lambda f: f.write(text.encode()))
+        atomic_write_text(path, ''.join(f'{p}\n' for p in sorted(self.errors)))

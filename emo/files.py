@@ -2,7 +2,8 @@
 
 * :func:`atomic_write`: the one way this package writes a result file. The bytes go to a temporary file beside
   the target (same folder, so the rename cannot cross file systems), are flushed to disk, and are renamed over
-  the target last: a reader sees the old file or the new one, never a mix.
+  the target last: a reader sees the old file or the new one, never a mix. :func:`atomic_write_text` and
+  :func:`save_png` are it for text and for a matplotlib figure.
 * :func:`sigterm_raises`: inside it, SIGTERM (what ``kill``, ``torchrun`` and schedulers send) raises
   :class:`Terminated`, so ``finally`` blocks run and remove their temporaries, as for Ctrl-C.
 * :func:`remove_stale_temporaries`: a SIGKILL runs no ``finally``; the next run removes what the killed one left.
@@ -15,7 +16,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Callable, Iterator, Union
 
-__all__ = ['Terminated', 'atomic_write', 'temporary_name', 'remove_stale_temporaries', 'sigterm_raises']
+__all__ = [
+    'Terminated',
+    'atomic_write',
+    'atomic_write_text',
+    'save_png',
+    'temporary_name',
+    'remove_stale_temporaries',
+    'sigterm_raises',
+]
 
 _TMP_MARK = '.tmp-'
 
@@ -45,6 +54,21 @@ def atomic_write(path: Union[str, Path], write: Callable[[IO[bytes]], None]) -> 
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def atomic_write_text(path: Union[str, Path], text: str) -> None:
+    """:func:`atomic_write` of ``text`` in UTF-8."""
+    atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def save_png(figure, path: Union[str, Path], dpi: int = 100) -> None:
+    """:func:`atomic_write` of a matplotlib figure as PNG; the figure is closed afterwards, written or not."""
+    import matplotlib.pyplot as plt
+
+    try:
+        atomic_write(path, lambda f: figure.savefig(f, format='png', dpi=dpi))
+    finally:
+        plt.close(figure)
 
 
 def remove_stale_temporaries(folder: Union[str, Path], names: Iterator[str]) -> list:

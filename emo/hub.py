@@ -141,7 +141,11 @@ def hub_org() -> Optional[str]:
 
 def git_blob_sha1(path: Union[str, Path]) -> str:
     """The git blob id of a file: ``sha1(b'blob <size>\\0' + content)``."""
-    sha = hashlib.sha1(f'blob {os.path.getsize(path)}\0'.encode())
+    return _hash_file(hashlib.sha1(f'blob {os.path.getsize(path)}\0'.encode()), path)
+
+
+def _hash_file(sha: Any, path: Union[str, Path]) -> str:
+    """``sha`` updated with the file's bytes, read in 1 MiB chunks; its hex digest."""
     with open(path, 'rb') as f:
         for chunk in iter(lambda: f.read(1 << 20), b''):
             sha.update(chunk)
@@ -162,11 +166,7 @@ def digest_path(path: Union[str, Path]) -> Path:
 
 
 def _sha256(path: Path) -> str:
-    sha = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''):
-            sha.update(chunk)
-    return sha.hexdigest()
+    return _hash_file(hashlib.sha256(), path)
 
 
 def _digest_line(path: Path, name: Optional[str] = None) -> bytes:

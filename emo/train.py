@@ -53,7 +53,7 @@ from tqdm import tqdm
 from .checkpoint import CheckpointError, read_checkpoint
 from .data import SKIPPED_FILE, SkippedImages, SkippingImageFolder, check_image_folders, readable_loader
 from .evaluate import evaluate
-from .files import atomic_write, remove_stale_temporaries
+from .files import atomic_write, atomic_write_text, remove_stale_temporaries, save_png
 from .model import create_with_weights
 from .variants import VARIANTS
 
@@ -160,27 +160,29 @@ class _Distributed:
         """Whether every process has the same ``value`` (e.g. the number of training images each one found)."""
         if self.world_size == 1:
             return True
-        low, high = torch.tensor([value]), torch.tensor([-value])
-        dist.all_reduce(low, op=dist.ReduceOp.MIN, group=self.flag_group)
-        dist.all_reduce(high, op=dist.ReduceOp.MIN, group=self.flag_group)
-        return int(low) == -int(high)
+        bounds = torch.tensor([value, -value])  # one MIN reduction: the minimum, and minus the maximum
+        dist.all_reduce(bounds, op=dist.ReduceOp.MIN, group=self.flag_group)
+        return int(bounds[0]) == -int(bounds[1])
 
-    def main_first(self, build: Callable[[], T]) -> T:
-        """``build()`` on process 0, then on the others: a download happens once, the rest read the cache."""
+    def run_where(self, here: bool, work: Callable[[], T]) -> Optional[T]:
+        """``work()`` on the processes where ``here`` is true; an error there stops every process, not just those.
+
+        Every process must call it (the others return None): it ends with the question of :meth:`all_true`.
+        """
         result, error = None, None
-        if self.main:
+        if here:
             try:
-                result = build()
-            except Exception as e:  # noqa: BLE001 - re-raised below, after the other processes are told
-                error = e
-        self.raise_if_any_failed(error)
-        if not self.main:
-            try:
-                result = build()
-            except Exception as e:  # noqa: BLE001 - as above: every process learns of it
+                result = work()
+            except Exception as e:  # noqa: BLE001 - re-raised by raise_if_any_failed, after all processes are told
                 error = e
         self.raise_if_any_failed(error)
         return result
+
+    def main_first(self, build: Callable[[], T]) -> T:
+        """``build()`` on process 0, then on the others: a download happens once, the rest read the cache."""
+        first = self.run_where(self.main, build)
+        rest = self.run_where(not self.main, build)
+        return first if self.main else rest
 
     def close(self) -> None:
         if self.world_size > 1:
@@ -201,7 +203,7 @@ def _write_metrics(history: List[dict], output: Path) -> None:
     writer = csv.DictWriter(text, fieldnames=METRIC_FIELDS)
     writer.writeheader()
     writer.writerows(history)
-    atomic_write(output / 'metrics.csv', lambda f: f.write(text.getvalue().encode()))
+    atomic_write_text(output / 'metrics.csv', text.getvalue())
     _plot_metrics(history, output / 'metrics.png')
 
 
@@ -222,10 +224,7 @@ def _plot_metrics(history: List[dict], path: Path) -> None:
     ax_acc.set(xlabel='epoch', ylabel='accuracy (%)', title='validation accuracy', ylim=(0, 100))
     ax_acc.legend()
     fig.tight_layout()
-    try:
-        atomic_write(path, lambda f: fig.savefig(f, format='png', dpi=100))
-    finally:
-        plt.close(fig)
+    save_png(fig, path, dpi=100)
 
 
 def _freeze_bn(model: nn.Module) -> None:
@@ -332,7 +331,7 @@ def _train(
         if resume_state is None:  # an earlier run's list is not this run's (a resume's is rewritten each epoch)
             (output / SKIPPED_FILE).unlink(missing_ok=True)
 
-    env.main_first(lambda: prepare_output() if env.main else None)
+    env.run_where(env.main, prepare_output)
     torch.manual_seed(args.seed)
 
     drop_path = VARIANTS[args.model].drop_path_rate if args.drop_path is None else args.drop_path
@@ -420,6 +419,54 @@ def _train(
             if start_epoch >= args.epochs:
                 _logger.warning('nothing left to train: raise --epochs above %d to train longer', start_epoch)
 
+    def finish_epoch(epoch: int, train_loss: float, epoch_time: float, seen_all: int) -> dict:
+        """Evaluate, write the checkpoints and metrics, print the epoch's line: process 0's work."""
+        nonlocal best
+        eval_model = ema.module if ema is not None else model
+        metrics = evaluate(eval_model, val_loader, env.device, len(class_names), autocast=autocast, skipped=skipped)
+        row = dict(
+            epoch=epoch + 1,
+            train_loss=round(train_loss, 6),
+            lr=optimizer.param_groups[0]['lr'],
+            val_loss=round(metrics['loss'], 6),
+            val_top1=round(metrics['top1'], 4),
+            val_top5=round(metrics['top5'], 4),
+            epoch_time_s=round(epoch_time, 2),
+            train_img_per_s=round(seen_all / epoch_time, 1),
+        )
+        history.append(row)
+        is_best = row['val_top1'] > best['val_top1']
+        if is_best:
+            best = {'val_top1': row['val_top1'], 'epoch': epoch + 1}
+        state = {
+            'arch': args.model,
+            'epoch': epoch,
+            'class_names': class_names,
+            'img_size': data_cfg['input_size'][-1],
+            'args': {k: str(v) for k, v in vars(args).items()},
+            'state_dict': model.state_dict(),
+            'optimizer': optimizer.state_dict(),
+            'scheduler': scheduler.state_dict(),
+            'scaler': scaler.state_dict() if scaler is not None else {},
+            'history': history,
+            'best': best,
+            'metrics': row,
+        }
+        if ema is not None:
+            state['state_dict_ema'] = ema.module.state_dict()
+        atomic_write(output / 'last.pth', functools.partial(torch.save, state))
+        if is_best:
+            atomic_write(output / 'best.pth', functools.partial(torch.save, state))
+        _write_metrics(history, output)
+        skipped.write(output / SKIPPED_FILE)
+        tqdm.write(
+            f'epoch {epoch + 1}: train loss {train_loss:.4f}, val loss {row["val_loss"]:.4f}, '
+            f'top-1 {row["val_top1"]:.2f}, top-5 {row["val_top5"]:.2f}'
+            f'{" (best)" if is_best else ""}',
+            file=sys.stderr,
+        )
+        return row
+
     num_updates = start_epoch * len(train_loader)
     result = {}
     for epoch in range(start_epoch, args.epochs):
@@ -487,58 +534,9 @@ def _train(
         epoch_time = time.perf_counter() - start
         train_loss = loss_sum.item() / seen_all
 
-        epoch_error = None  # process 0 evaluates and writes; the others wait for its word
-        if env.main:
-            try:
-                eval_model = ema.module if ema is not None else model
-                metrics = evaluate(
-                    eval_model, val_loader, env.device, len(class_names), autocast=autocast, skipped=skipped
-                )
-                row = dict(
-                    epoch=epoch + 1,
-                    train_loss=round(train_loss, 6),
-                    lr=optimizer.param_groups[0]['lr'],
-                    val_loss=round(metrics['loss'], 6),
-                    val_top1=round(metrics['top1'], 4),
-                    val_top5=round(metrics['top5'], 4),
-                    epoch_time_s=round(epoch_time, 2),
-                    train_img_per_s=round(seen_all / epoch_time, 1),
-                )
-                history.append(row)
-                is_best = row['val_top1'] > best['val_top1']
-                if is_best:
-                    best = {'val_top1': row['val_top1'], 'epoch': epoch + 1}
-                state = {
-                    'arch': args.model,
-                    'epoch': epoch,
-                    'class_names': class_names,
-                    'img_size': data_cfg['input_size'][-1],
-                    'args': {k: str(v) for k, v in vars(args).items()},
-                    'state_dict': model.state_dict(),
-                    'optimizer': optimizer.state_dict(),
-                    'scheduler': scheduler.state_dict(),
-                    'scaler': scaler.state_dict() if scaler is not None else {},
-                    'history': history,
-                    'best': best,
-                    'metrics': row,
-                }
-                if ema is not None:
-                    state['state_dict_ema'] = ema.module.state_dict()
-                atomic_write(output / 'last.pth', functools.partial(torch.save, state))
-                if is_best:
-                    atomic_write(output / 'best.pth', functools.partial(torch.save, state))
-                _write_metrics(history, output)
-                skipped.write(output / SKIPPED_FILE)
-                tqdm.write(
-                    f'epoch {epoch + 1}: train loss {train_loss:.4f}, val loss {row["val_loss"]:.4f}, '
-                    f'top-1 {row["val_top1"]:.2f}, top-5 {row["val_top5"]:.2f}'
-                    f'{" (best)" if is_best else ""}',
-                    file=sys.stderr,
-                )
-                result = row
-            except Exception as e:  # noqa: BLE001 - re-raised by raise_if_any_failed, on every process
-                epoch_error = e
-        env.raise_if_any_failed(epoch_error)
+        # process 0 evaluates and writes; the others wait for its word
+        row = env.run_where(env.main, functools.partial(finish_epoch, epoch, train_loss, epoch_time, seen_all))
+        result = row or result
 
     if env.world_size > 1:  # DDP keeps replicas in step; say so, checked
         checksum = torch.stack([p.detach().double().sum() for p in model.parameters()]).sum().reshape(1)

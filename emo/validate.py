@@ -15,7 +15,7 @@ from timm.data import create_transform, resolve_data_config
 from .checkpoint import load_into, read_checkpoint
 from .data import SkippedImages, SkippingImageFolder, check_image_folders, readable_loader
 from .evaluate import evaluate
-from .files import atomic_write
+from .files import atomic_write_text, save_png
 from .variants import VARIANTS
 
 # not skipped_images.txt: validate writes beside the checkpoint by default, where the training run keeps its own
@@ -66,10 +66,7 @@ def _plot_confusion(confusion: torch.Tensor, class_names: List[str], path: Path)
                     )
     ax.set(xlabel='predicted', ylabel='true', title='confusion matrix (rows normalised)')
     fig.tight_layout()
-    try:
-        atomic_write(path, lambda f: fig.savefig(f, format='png', dpi=100))
-    finally:
-        plt.close(fig)
+    save_png(fig, path, dpi=100)
 
 
 def main(argv: Optional[List[str]] = None) -> Dict:
@@ -112,7 +109,9 @@ def main(argv: Optional[List[str]] = None) -> Dict:
     rows = [['class', 'images', 'top1']]
     for name, count, acc in zip(class_names, metrics['per_class_count'], metrics['per_class_top1']):
         rows.append([name, count, '' if acc is None else round(acc, 4)])  # no image, no accuracy
-    atomic_write(output / 'per_class_accuracy.csv', lambda f: _write_csv(f, rows))
+    text = io.StringIO(newline='')
+    csv.writer(text).writerows(rows)
+    atomic_write_text(output / 'per_class_accuracy.csv', text.getvalue())
     _plot_confusion(metrics['confusion'], class_names, output / 'confusion_matrix.png')
     skipped.write(output / SKIPPED_FILE)
     print(
@@ -125,12 +124,6 @@ def main(argv: Optional[List[str]] = None) -> Dict:
             f'{output / SKIPPED_FILE}'
         )
     return metrics
-
-
-def _write_csv(f, rows: List[list]) -> None:
-    text = io.StringIO(newline='')
-    csv.writer(text).writerows(rows)
-    f.write(text.getvalue().encode())
 
 
 if __name__ == '__main__':
