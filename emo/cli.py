@@ -108,6 +108,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _error_line(line: str) -> None:
+    # one write with its newline (print makes two): the processes of a torchrun job share one stderr, and
+    # their lines must not run into each other
+    sys.stderr.write(line + '\n')
+    sys.stderr.flush()
+
+
 # commands with a module of their own
 _DELEGATED = {'train': 'emo.train', 'validate': 'emo.validate', 'export': 'emo.export', 'bench': 'emo.benchmark'}
 
@@ -128,13 +135,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         with sigterm_raises():  # SIGTERM unwinds like Ctrl-C: every temporary file and folder is removed
             run()
     except (CheckpointError, WeightsUnavailableError, HubUploadError, OSError, ValueError) as e:
-        print(f'emo {command}: error: {e}', file=sys.stderr)
+        _error_line(f'emo {command}: error: {e}')
         return 1
     except Terminated:
-        print(f'emo {command}: stopped by SIGTERM; files it had finished are intact', file=sys.stderr)
+        _error_line(f'emo {command}: stopped by SIGTERM; files it had finished are intact')
         return Terminated.exit_code
     except KeyboardInterrupt:
-        print(f'emo {command}: interrupted; files it had finished are intact', file=sys.stderr)
+        _error_line(f'emo {command}: interrupted; files it had finished are intact')
         return 130
     return 0
 
