@@ -1,12 +1,26 @@
-"""EMO backbones (ICCV 2023) for timm: ``import emo`` registers emo_1m, emo_2m, emo_5m and emo_6m."""
+"""EMO backbones (ICCV 2023) for timm: ``import emo`` registers emo_1m, emo_2m, emo_5m and emo_6m.
 
-__version__ = '0.1.0'  # before the imports: emo.hub writes it into model cards
+The package, by concern (docs/design.md explains the layout): :mod:`emo.layers` (layers the model families share),
+:mod:`emo.models` (one file per family, registered with timm), :mod:`emo.weights` (checkpoints, the manifest,
+downloads, Hub folders), :mod:`emo.training`, :mod:`emo.deploy`, :mod:`emo.benchmark`, :mod:`emo.cli`, and the
+dense-prediction integrations :mod:`emo.detection` and :mod:`emo.ultralytics`.
+"""
 
-from .checkpoint import CheckpointError, load_into, read_checkpoint  # noqa: E402
-from .hub import WeightsUnavailableError, convert_official, fetch_official  # noqa: E402
-from .irmb import IRMB, GridAttention  # noqa: E402
-from .model import EMO, checkpoint_filter_fn  # noqa: E402
-from .variants import VARIANTS, EmoVariant  # noqa: E402
+__version__ = '0.1.0'  # before the imports: emo.weights writes it into model cards
+
+from . import legacy  # noqa: E402
+from .layers import GridAttention  # noqa: E402
+from .models import EMO, IRMB, VARIANTS, EmoVariant, checkpoint_filter_fn  # noqa: E402
+from .weights import (  # noqa: E402
+    CheckpointError,
+    WeightsUnavailableError,
+    convert_official,
+    fetch_official,
+    load_into,
+    read_checkpoint,
+)
+
+legacy.install()
 
 __all__ = [
     'EMO',

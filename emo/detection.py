@@ -13,16 +13,17 @@ from typing import Callable, Dict, List, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
+from timm.layers import freeze_batch_norm_2d
 from torchvision.models.detection import FasterRCNN, RetinaNet
 from torchvision.models.detection.anchor_utils import DefaultBoxGenerator
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.models.detection.ssd import SSD
 from torchvision.models.detection.ssdlite import SSDLiteHead
 from torchvision.ops.feature_pyramid_network import ExtraFPNBlock, LastLevelMaxPool, LastLevelP6P7
-from torchvision.ops.misc import FrozenBatchNorm2d
 
-from .model import EMO, create_with_weights
-from .variants import VARIANTS
+from .models import EMO
+from .models.variants import get_variant
+from .weights import create_with_weights
 
 __all__ = ['emo_body', 'freeze_batch_norm', 'fpn_backbone', 'retinanet', 'fasterrcnn', 'ssdlite', 'SSDLiteBackbone']
 
@@ -32,9 +33,7 @@ IMAGENET_STD = [0.229, 0.224, 0.225]
 
 
 def _widths(model_name: str) -> Sequence[int]:
-    if model_name not in VARIANTS:
-        raise ValueError(f'unknown EMO variant {model_name!r}; choose one of {sorted(VARIANTS)}')
-    return VARIANTS[model_name].widths
+    return get_variant(model_name).widths
 
 
 def _pretrained_model(model_name: str, pretrained_backbone: Union[bool, str]) -> EMO:
@@ -53,18 +52,9 @@ def emo_body(model_name: str = 'emo_2m', pretrained_backbone: Union[bool, str] =
 
 
 def freeze_batch_norm(module: nn.Module) -> nn.Module:
-    """Replace every BatchNorm2d by torchvision's FrozenBatchNorm2d with the same statistics and eps."""
-    for name, child in module.named_children():
-        if isinstance(child, nn.BatchNorm2d):
-            frozen = FrozenBatchNorm2d(child.num_features, eps=child.eps)
-            frozen.weight.copy_(child.weight.detach())
-            frozen.bias.copy_(child.bias.detach())
-            frozen.running_mean.copy_(child.running_mean)
-            frozen.running_var.copy_(child.running_var)
-            setattr(module, name, frozen)
-        else:
-            freeze_batch_norm(child)
-    return module
+    """Replace every BatchNorm by a frozen one with the same statistics and eps (timm's ``freeze_batch_norm_2d``:
+    ``FrozenBatchNorm2d``, and ``FrozenBatchNormAct2d`` for the depthwise convs' BatchNorm + SiLU)."""
+    return freeze_batch_norm_2d(module)
 
 
 def _freeze_layers(body: nn.Module, trainable_layers: int) -> None:

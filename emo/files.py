@@ -1,9 +1,10 @@
 """Writing files so that nothing is ever half-written, and stopping so that nothing temporary is left behind.
 
-* :func:`atomic_write`: the one way this package writes a result file. The bytes go to a temporary file beside
+* :func:`atomic_write`: the one way this package writes a result file (:func:`atomic_path` for writers that take a
+  path instead of a file object). The bytes go to a temporary file beside
   the target (same folder, so the rename cannot cross file systems), are flushed to disk, and are renamed over
   the target last: a reader sees the old file or the new one, never a mix. :func:`atomic_write_text` and
-  :func:`save_png` are it for text and for a matplotlib figure.
+  :func:`save_png` are it for text and for a matplotlib figure (drawn with :func:`pyplot`).
 * :func:`sigterm_raises`: inside it, SIGTERM (what ``kill``, ``torchrun`` and schedulers send) raises
   :class:`Terminated`, so ``finally`` blocks run and remove their temporaries, as for Ctrl-C.
 * :func:`remove_stale_temporaries`: a SIGKILL runs no ``finally``; the next run removes what the killed one left.
@@ -18,9 +19,11 @@ from typing import IO, Callable, Iterator, Union
 
 __all__ = [
     'Terminated',
+    'atomic_path',
     'atomic_write',
     'atomic_write_text',
     'save_png',
+    'pyplot',
     'temporary_name',
     'remove_stale_temporaries',
     'sigterm_raises',
@@ -41,24 +44,44 @@ def temporary_name(path: Union[str, Path]) -> Path:
     return path.with_name(f'.{path.name}{_TMP_MARK}{os.getpid()}')
 
 
-def atomic_write(path: Union[str, Path], write: Callable[[IO[bytes]], None]) -> None:
-    """Call ``write(f)`` on a temporary file beside ``path``, flush it to disk, then rename it over ``path``."""
+@contextmanager
+def atomic_path(path: Union[str, Path]) -> Iterator[Path]:
+    """A temporary path beside ``path`` for writers that take a path (exporters): when the block succeeds the file
+    is flushed to disk and renamed over ``path``; whatever happens, no temporary is left."""
     path = Path(path)
     tmp = temporary_name(path)
     try:
-        with open(tmp, 'wb') as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
+        yield tmp
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
 
 
+def atomic_write(path: Union[str, Path], write: Callable[[IO[bytes]], None]) -> None:
+    """Call ``write(f)`` on a temporary file beside ``path``, flush it to disk, then rename it over ``path``."""
+    with atomic_path(path) as tmp, open(tmp, 'wb') as f:
+        write(f)
+
+
 def atomic_write_text(path: Union[str, Path], text: str) -> None:
     """:func:`atomic_write` of ``text`` in UTF-8."""
     atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def pyplot():
+    """``matplotlib.pyplot`` on the Agg backend, which draws into files only and needs no display."""
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def save_png(figure, path: Union[str, Path], dpi: int = 100) -> None:

@@ -23,3 +23,11 @@ def official_files(tmp_path_factory):
         files[name] = folder / f'{name}_net.pth'
         torch.save(official_state_dict(name), files[name])
     return files
+
+
+def pytest_report_header(config):
+    try:
+        import ultralytics
+    except ImportError:
+        return 'ultralytics: not installed (tests/test_ultralytics.py skips)'
+    return f'ultralytics {ultralytics.__version__} ({Path(ultralytics.__file__).parent})'

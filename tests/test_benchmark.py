@@ -7,9 +7,9 @@ import timm
 import torch
 
 from emo.benchmark import PEER_PAIRS, ActivationMemory, check_agreement, memory_report, time_interleaved
-from emo.checkpoint import to_official_layout
+from emo.benchmark.official import official_emo
 from emo.cli import main
-from emo.official import official_emo
+from emo.weights import to_official_layout
 
 MIB = 2**20
 
@@ -109,7 +109,28 @@ def test_compiled_section_times_emo_and_peers(tmp_path, monkeypatch):
     compiled = result['compiled']['1']
     # the fused EMO and the peer are compiled; the baselines stay eager-only
     assert set(compiled) == {'emo_1m', 'mobilenetv3_small_050'}
-    assert all(e['runs'] == 2 and e['median_ms'] > 0 for e in compiled.values())
+    # --rounds 2: two timed runs each, after the warm-up
+    assert all(e['runs'] == 2 and 0 < e['min_ms'] <= e['median_ms'] <= e['max_ms'] for e in compiled.values())
     ratio = result['ratios']['compiled']['1']['emo_1m']['vs_mobilenetv3_small_050']
     assert ratio == pytest.approx(compiled['mobilenetv3_small_050']['median_ms'] / compiled['emo_1m']['median_ms'])
     assert '| compiled | 1 | emo_1m |' in (tmp_path / 'benchmark.md').read_text()
+
+
+def test_tuning_times_both_attentions_and_every_slice_size(capsys, monkeypatch):
+    import emo.layers.batch_slices as batch_slices
+    import emo.layers.grid_attention as grid_attention
+    from emo.benchmark import tuning
+
+    rows = tuning.attention_crossover(window_counts=(1, 4), rounds=3)
+    assert [r['window_heads'] for r in rows] == [8, 32]  # 160 channels in heads of 20
+    assert all(r['sdpa_ms'] > 0 and r['explicit_ms'] > 0 for r in rows)
+    # a sliced run is the same computation: the constants are back as they were after each measurement
+    sizes = tuning.slice_sizes(mib=(1, 64), model_name='emo_1m', batch=2, rounds=1)
+    assert [r['slice_mib'] for r in sizes] == [1, 64] and all(r['median_ms'] > 0 for r in sizes)
+    assert batch_slices.SLICE_BYTES == 8 << 20 and grid_attention.MIN_FUSED_WINDOW_HEADS == 64
+
+    monkeypatch.setattr(tuning, 'attention_crossover', lambda: rows)
+    monkeypatch.setattr(tuning, 'slice_sizes', lambda: sizes)
+    assert tuning.main(['--threads', '1']) == 0
+    out = capsys.readouterr().out
+    assert 'SIMD flags' in out and out.count('\n| ') == 2 + len(rows) + len(sizes)  # two headers and the rows

@@ -8,7 +8,7 @@ from classification_data import make_image_folders
 from PIL import Image
 from timm.data import create_transform
 
-from emo.data import SkippedImages, SkippingImageFolder, readable_loader
+from emo.training.data import SkippedImages, SkippingImageFolder, readable_loader
 
 
 def test_unreadable_images_are_dropped_not_substituted(tmp_path):
@@ -45,7 +45,7 @@ def test_a_batch_with_no_readable_image_is_empty_not_filled(tmp_path):
 
 
 def test_every_counted_image_is_in_the_dataset_with_its_class(tmp_path):
-    from emo.data import check_image_folders
+    from emo.training.data import check_image_folders
 
     val = make_image_folders(tmp_path, train_per_class=1, val_per_class=3, size=40)['val']
     # timm's folder reader knows png/jpg/jpeg only and labels by the innermost folder: a class of .webp images

@@ -3,6 +3,7 @@
 import pytest
 import torch
 from detection_data import make_dataset
+from timm.layers.norm_act import FrozenBatchNormAct2d
 from torchvision.models.detection import FasterRCNN, RetinaNet
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.models.detection.ssd import SSD
@@ -61,12 +62,13 @@ def test_pretrained_backbone_freezes_like_torchvision(official_files):
     backbone = detection.fpn_backbone('emo_1m', pretrained_backbone=path)  # default: 3 trainable layers
     body = backbone.body
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in body.modules())
-    frozen = [m for m in body.modules() if isinstance(m, FrozenBatchNorm2d)]
+    frozen = [m for m in body.modules() if isinstance(m, (FrozenBatchNorm2d, FrozenBatchNormAct2d))]
     assert len(frozen) == 21 and all(m.eps == 1e-6 for m in frozen)  # EMO-1M has 21 BatchNorms
     trainable = {n.split('.')[0] for n, p in body.named_parameters() if p.requires_grad}
     assert trainable == {'layer2', 'layer3', 'layer4'}
     none = detection.fpn_backbone('emo_1m', pretrained_backbone=path, trainable_layers=0)
-    assert _count(none.body, trainable=True) == 0 and _count(none.fpn, trainable=True) > 0
+    # torchvision freezes only the body: every FPN parameter still trains
+    assert _count(none.body, trainable=True) == 0 and _count(none.fpn, trainable=True) == _count(none.fpn) > 0
     scratch = detection.fpn_backbone('emo_1m')  # no weights: everything trains, plain BatchNorm
     assert _count(scratch.body, trainable=True) == _count(scratch.body)
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in scratch.body.modules())
@@ -148,4 +150,5 @@ def test_ssdlite_learns_generated_shapes():
         optimizer.step()
         schedule.step()
     trained = _map(model, held_out)
-    assert untrained < 0.05 and trained > 0.3, (untrained, trained)
+    # torchmetrics gives -1 when it has nothing to score: the ranges catch that as well as a poor model
+    assert 0 <= untrained < 0.05 and 0.3 < trained <= 1, (untrained, trained)

@@ -9,7 +9,7 @@ import torch
 from reference import INPUT_KEYS, expected, reference_inputs
 
 from emo.cli import main
-from emo.export import export_model, export_onnx
+from emo.deploy.export import export_model, export_onnx
 
 INPUTS = reference_inputs()
 
@@ -68,7 +68,9 @@ def test_existing_files_are_kept(tmp_path, official_files, capsys):
     assert 'exists' in err and '--overwrite' in err
     assert out.read_bytes() == b'precious'
     assert main(args + ['--overwrite']) == 0
-    assert out.stat().st_size > 1_000_000
+    # the file now is the exported model (static: batch 1, 224x224): the first reference image's logits
+    logits = _ort_logits(out, INPUTS['2x3x224x224'][:1])
+    torch.testing.assert_close(logits, expected('emo_1m')['logits_2x3x224x224'][:1], rtol=0, atol=1e-4)
 
 
 def test_python_export_keeps_existing_files_too(tmp_path):
@@ -99,12 +101,12 @@ def test_failed_export_leaves_nothing(tmp_path):
 
 
 def test_a_folder_as_output_is_refused_before_exporting(tmp_path, capsys, monkeypatch):
-    import emo.model
+    import emo.weights
 
     def no_build(*args, **kwargs):
         raise AssertionError('the model was built although the output could never be written')
 
-    monkeypatch.setattr(emo.model, 'create_with_weights', no_build)
+    monkeypatch.setattr(emo.weights, 'create_with_weights', no_build)
     folder = tmp_path / 'exports'
     folder.mkdir()
     (folder / 'keep.txt').write_text('mine')

@@ -11,11 +11,10 @@ from reference import INPUT_KEYS, VARIANT_NAMES, expected, official_state_dict, 
 from timm.models._features_fx import create_feature_extractor, get_graph_node_names
 from timm.utils import reparameterize_model
 
-import emo.inference
-from emo.checkpoint import to_timm_layout
-from emo.inference import FusedConv
-from emo.irmb import fold_bn_after, fold_bn_before
-from emo.official import official_emo
+import emo.layers.batch_slices
+from emo.benchmark.official import official_emo
+from emo.layers import FusedConv, fold_bn_after, fold_bn_before
+from emo.weights import to_timm_layout
 
 INPUTS = reference_inputs()
 
@@ -45,6 +44,15 @@ def test_fused_model_reproduces_the_reference(variant):
     # the deep copy is fused; the model the user holds keeps its BatchNorms
     assert not any(isinstance(m, nn.BatchNorm2d) for m in fused.modules())
     assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+
+
+def test_a_model_fused_inside_inference_mode_runs():
+    # its weights are inference tensors, which have no version counter for the oneDNN weight cache to read
+    model = _reference_model('emo_1m')
+    x = INPUTS[INPUT_KEYS[0]]
+    with torch.inference_mode():
+        fused = reparameterize_model(model)
+        torch.testing.assert_close(fused(x), expected('emo_1m')[f'logits_{INPUT_KEYS[0]}'], rtol=0, atol=1e-4)
 
 
 @pytest.mark.parametrize('variant', VARIANT_NAMES)
@@ -95,8 +103,10 @@ def test_fuse_is_idempotent_and_keeps_the_timm_api(official_files):
     features = timm.create_model('emo_1m', pretrained=True, features_only=True, pretrained_cfg_overlay=overlay).eval()
     fused_features = reparameterize_model(features)
     with torch.inference_mode():
-        for a, b in zip(fused_features(x), features(x)):
-            torch.testing.assert_close(a, b, rtol=0, atol=1e-4)
+        fused_maps, maps = fused_features(x), features(x)
+    assert len(fused_maps) == len(maps) == 4  # strides 4, 8, 16, 32: none lost in fusing
+    for a, b in zip(fused_maps, maps):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-4)
     once.reset_classifier(10)
     with torch.inference_mode():
         assert once(x).shape == (1, 10)
@@ -110,27 +120,56 @@ def _plain_copy(fused: nn.Module) -> nn.Module:
     return plain
 
 
-@pytest.mark.skipif(not emo.inference.onednn_available(), reason='this torch build has no oneDNN')
-def test_onednn_and_plain_paths_agree():
+@pytest.mark.skipif(not emo.layers.onednn_available(), reason='this torch build has no oneDNN')
+def test_onednn_and_plain_paths_agree(monkeypatch):
     fused = reparameterize_model(_reference_model('emo_2m'))
     convs = [m for m in fused.modules() if isinstance(m, FusedConv)]
     plain = _plain_copy(fused)
+    # the two oneDNN ops FusedConv calls (looked up through torch.ops.mkldnn at each call), counted per conv
+    calls, current = [], [None]
+    for i, conv in enumerate(convs):
+        conv.register_forward_pre_hook(lambda m, args, i=i: current.__setitem__(0, i))
+    for op, kind in (('_reorder_convolution_weight', 'pack'), ('_convolution_pointwise', 'run')):
+        real = getattr(torch.ops.mkldnn, op)
+        monkeypatch.setattr(
+            torch.ops.mkldnn,
+            op,
+            lambda *a, real=real, kind=kind, **k: calls.append((kind, current[0])) or real(*a, **k),
+        )
+
+    def counted(model):
+        calls.clear()
+        with torch.inference_mode():
+            out = model(x)
+        return out, [i for kind, i in calls if kind == 'pack'], {i for kind, i in calls if kind == 'run'}
+
     x = INPUTS['2x3x224x224']
-    with torch.inference_mode():
-        torch.testing.assert_close(fused(x), plain(x), rtol=0, atol=1e-4)
-    # the oneDNN path did run: every fused conv has its weight packed for this input
-    assert all(conv in emo.inference._PACKED for conv in convs)
+    out, packed, ran = counted(fused)
+    torch.testing.assert_close(out, counted(plain)[0], rtol=0, atol=1e-4)
+    assert not calls  # the plain copy never touches oneDNN
+    # oneDNN ran for every fused conv, and each weight was packed once (stage 1 runs the batch one image at a time:
+    # the second slice has the first one's shape and reuses its packed weight)
+    all_convs = list(range(len(convs)))
+    assert ran == set(all_convs) and sorted(packed) == all_convs
+    out, packed, ran = counted(fused)
+    assert packed == [] and ran == set(all_convs)  # a second call packs nothing
     first, first_plain = convs[0], [m for m in plain.modules() if isinstance(m, FusedConv)][0]
-    with torch.inference_mode():
-        # a weight replaced through .data is re-packed; one edited through .data in place after repack()
+    with torch.no_grad():
+        # a weight replaced through .data is re-packed, once
         new_weight = torch.randn_like(first.weight)
         first.weight.data = new_weight.clone()
         first_plain.weight.data = new_weight.clone()
-        torch.testing.assert_close(fused(x), plain(x), rtol=0, atol=1e-4)
+    out, packed, _ = counted(fused)
+    assert packed == [0]
+    torch.testing.assert_close(out, counted(plain)[0], rtol=0, atol=1e-4)
+    with torch.no_grad():
+        # one edited through .data in place is re-packed once after repack()
         first.weight.data.mul_(2)
         first_plain.weight.data.mul_(2)
-        first.repack()
-        torch.testing.assert_close(fused(x), plain(x), rtol=0, atol=1e-4)
+    first.repack()
+    out, packed, _ = counted(fused)
+    assert packed == [0]
+    torch.testing.assert_close(out, counted(plain)[0], rtol=0, atol=1e-4)
 
 
 def test_many_windows_take_the_fused_attention_kernel(monkeypatch):
@@ -169,15 +208,15 @@ def test_large_batches_run_in_slices(monkeypatch):
     with torch.inference_mode():
         whole = fused(x)
     calls = []
-    real = emo.inference.run_in_slices
+    real = emo.layers.run_in_slices
 
     def counting(fn, inp, bytes_per_pixel):
         calls.append(inp.shape[0])
         return real(fn, inp, bytes_per_pixel)
 
     # a budget of one image: every stage and the stem now split the batch
-    monkeypatch.setattr(emo.inference, 'SLICE_BYTES', 1)
-    monkeypatch.setattr('emo.model.run_in_slices', counting)
+    monkeypatch.setattr(emo.layers.batch_slices, 'SLICE_BYTES', 1)
+    monkeypatch.setattr('emo.models.emo.run_in_slices', counting)
     split_calls = []
     original_split = torch.Tensor.split
     monkeypatch.setattr(torch.Tensor, 'split', lambda t, *a, **k: split_calls.append(a) or original_split(t, *a, **k))
@@ -189,10 +228,17 @@ def test_large_batches_run_in_slices(monkeypatch):
 
 def test_fused_model_still_computes_gradients():
     """With autograd on, fused layers take the plain-conv path (oneDNN's fused op has no backward)."""
-    fused = reparameterize_model(_reference_model('emo_1m'))
-    x = torch.randn(2, 3, 64, 64, requires_grad=True)
-    fused(x).sum().backward()
-    assert x.grad is not None and x.grad.abs().sum() > 0
+    model = _reference_model('emo_1m')  # eval mode: BatchNorm uses its running statistics, as the fused model does
+    fused = reparameterize_model(model)
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+    grads = []
+    for m in (model, fused):
+        xi = x.clone().requires_grad_()
+        m(xi).sum().backward()
+        grads.append(xi.grad)
+    assert grads[1].abs().sum() > 0
+    # the same function, so the same gradient with respect to the input
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-4, atol=1e-5)
     assert all(p.grad is not None for p in fused.parameters() if p.requires_grad)
 
 

@@ -15,7 +15,7 @@ from huggingface_hub.errors import RepositoryNotFoundError
 from origin_server import closed_port_url
 from reference import expected, reference_inputs
 
-from emo.hub import WeightsUnavailableError, convert_official
+from emo.weights import WeightsUnavailableError, convert_official
 
 X = reference_inputs()['1x3x256x192']
 REF = expected('emo_1m')['logits_1x3x256x192']

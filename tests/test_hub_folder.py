@@ -12,9 +12,7 @@ import torch
 from reference import expected, reference_inputs
 from safetensors.torch import load_file
 
-from emo import hub
-from emo.checkpoint import CheckpointError
-from emo.hub import convert_official, git_blob_sha1
+from emo.weights import CheckpointError, convert_official, git_blob_sha1, manifest
 
 X = reference_inputs()['2x3x224x224']
 
@@ -47,10 +45,10 @@ def test_convert_is_deterministic_and_complete(official_files, tmp_path):
 
 
 def test_card_of_the_official_release_has_its_metrics(official_files, tmp_path, monkeypatch):
-    manifest = json.loads(hub.MANIFEST.read_text())
-    manifest['weights']['emo_1m.in1k']['git_blob_sha1'] = git_blob_sha1(official_files['emo_1m'])
-    (tmp_path / 'manifest.json').write_text(json.dumps(manifest))
-    monkeypatch.setattr(hub, 'MANIFEST', tmp_path / 'manifest.json')
+    data = json.loads(manifest.MANIFEST.read_text())
+    data['weights']['emo_1m.in1k']['git_blob_sha1'] = git_blob_sha1(official_files['emo_1m'])
+    (tmp_path / 'manifest.json').write_text(json.dumps(data))
+    monkeypatch.setattr(manifest, 'MANIFEST', tmp_path / 'manifest.json')
     folder = convert_official(official_files['emo_1m'], tmp_path / 'out', repo_id='someorg/emo_1m.in1k')
     card = (folder / 'README.md').read_text()
     assert '(verified)' in card and '71.498 / 90.368' in card and 'resources/EMO_1M/net.pth' in card
@@ -82,6 +80,8 @@ def test_convert_protects_existing_folders_and_checks_the_variant(official_files
 
 
 def test_convert_cli_and_script(official_files, tmp_path):
+    api = convert_official(official_files['emo_1m'], tmp_path / 'api', variant='emo_1m')
+    files = sorted(p.name for p in api.iterdir())
     for cmd in ([sys.executable, '-m', 'emo.cli', 'convert'], [sys.executable, 'scripts/convert_official.py']):
         out = tmp_path / cmd[-1].replace('/', '_')
         result = subprocess.run(
@@ -91,7 +91,11 @@ def test_convert_cli_and_script(official_files, tmp_path):
             timeout=300,
         )
         assert result.returncode == 0, result.stderr
-        assert 'model.safetensors' in result.stdout and (out / 'config.json').is_file()
+        assert 'model.safetensors' in result.stdout
+        # the conversion is deterministic: the command writes what convert_official writes, byte for byte
+        assert sorted(p.name for p in out.iterdir()) == files
+        for name in files:
+            assert (out / name).read_bytes() == (api / name).read_bytes(), (cmd, name)
     again = subprocess.run(
         [sys.executable, '-m', 'emo.cli', 'convert', str(official_files['emo_1m']), str(out)],
         capture_output=True,
@@ -131,11 +135,15 @@ def test_local_dir_with_a_broken_config_names_the_file(emo_1m_folder, tmp_path, 
     assert reason in message and 're-create the folder with emo convert' in message
 
 
-def test_the_config_guard_leaves_valid_folders_alone(emo_1m_folder):
-    from timm.models import _factory, _hub
-
-    assert _factory.load_model_config_from_path is not _hub.load_model_config_from_path  # emo's wrapper
-    assert _factory.load_model_config_from_path(emo_1m_folder) == _hub.load_model_config_from_path(emo_1m_folder)
+def test_the_config_guard_leaves_valid_folders_alone(emo_1m_folder, tmp_path):
+    # a folder of another timm model, as timm itself writes one, loads through local-dir: as it was saved
+    resnet = timm.create_model('resnet10t', num_classes=7).eval()
+    timm.models.save_for_hf(resnet, tmp_path / 'resnet10t', safe_serialization=True)
+    loaded = timm.create_model(f'local-dir:{tmp_path / "resnet10t"}', pretrained=True).eval()
+    assert loaded.pretrained_cfg['architecture'] == 'resnet10t' and loaded.num_classes == 7
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), resnet(x), rtol=0, atol=0)
     with pytest.raises(FileNotFoundError, match='Config file not found'):  # timm's own errors pass through
         timm.create_model(f'local-dir:{emo_1m_folder / "nothing"}', pretrained=True)
 

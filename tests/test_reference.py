@@ -8,15 +8,36 @@ from reference import INPUT_KEYS, VARIANT_NAMES, expected, full_reference_dir, r
 INPUTS = reference_inputs()
 
 
+@pytest.fixture(params=['sdpa', 'explicit'])
+def attention(request, monkeypatch):
+    """Both ways GridAttention computes: scaled_dot_product_attention everywhere (timm's fused_attn, with the
+    few-window-heads shortcut off), and the explicit softmax(q k^T) v (fused_attn off)."""
+    from timm.layers import set_fused_attn, use_fused_attn
+
+    import emo.layers.grid_attention as grid_attention
+
+    before = use_fused_attn()
+    set_fused_attn(request.param == 'sdpa')
+    monkeypatch.setattr(grid_attention, 'MIN_FUSED_WINDOW_HEADS', 0)
+    yield request.param
+    set_fused_attn(before)
+
+
+def _check_attention(model: torch.nn.Module, attention: str) -> None:
+    flags = {m.fused_attn for m in model.modules() if hasattr(m, 'fused_attn')}
+    assert flags == {attention == 'sdpa'}
+
+
 def _stage_values(stage: torch.Tensor, ref: dict, key: str) -> torch.Tensor:
     assert list(stage.shape) == ref[f'{key}_shape'].tolist()
     return stage.flatten()[ref[f'{key}_index']]
 
 
 @pytest.mark.parametrize('variant', VARIANT_NAMES)
-def test_portable_reference(variant, official_files):
+def test_portable_reference(variant, official_files, attention):
     model = timm.create_model(variant, pretrained=True, pretrained_cfg_overlay=dict(file=str(official_files[variant])))
     model.eval()
+    _check_attention(model, attention)
     ref = expected(variant)
     with torch.no_grad():
         for input_key in INPUT_KEYS:
@@ -66,11 +87,12 @@ FULL = full_reference_dir()
     reason='shared/reference (the larger reference set) is not beside this checkout; set EMO_REFERENCE_DIR to run it',
 )
 @pytest.mark.parametrize('variant', VARIANT_NAMES)
-def test_full_reference(variant):
+def test_full_reference(variant, attention):
     """Stored official checkpoints (calibrated BatchNorm) and full stage maps, tolerances from its README."""
     model = timm.create_model(
         variant, pretrained=True, pretrained_cfg_overlay=dict(file=str(FULL / f'{variant}_official_state_dict.pth'))
     ).eval()
+    _check_attention(model, attention)
     ref = torch.load(FULL / f'{variant}_expected.pt', weights_only=True)
     inputs = {
         '224': torch.load(FULL / 'input_2x3x224x224.pt', weights_only=True),

@@ -14,7 +14,7 @@ import pytest
 import torch
 from classification_data import make_image_folders
 
-from emo import train
+from emo.training import train
 
 FAST = [
     '--model',
@@ -105,8 +105,8 @@ def test_short_run_learns_and_validate_agrees(tmp_path):
     from timm.data import create_transform
     from torch.utils.data import DataLoader
 
-    from emo.data import SkippingImageFolder
-    from emo.evaluate import evaluate
+    from emo.training.data import SkippingImageFolder
+    from emo.training.evaluate import evaluate
 
     data = make_image_folders(tmp_path / 'd', train_per_class=64, val_per_class=12, size=48)['train'].parent
     run = tmp_path / 'run'
@@ -388,7 +388,10 @@ def test_sigterm_leaves_no_temporary_and_stale_ones_are_swept(tmp_path, tiny):
     assert proc.returncode == 143 and 'stopped by SIGTERM' in err.strip().splitlines()[-1], err
     assert 'Traceback' not in err
     assert not [p.name for p in run.iterdir() if '.tmp-' in p.name]
-    assert torch.load(run / 'last.pth', weights_only=True)['epoch'] >= 0
+    # last.pth is written just before metrics.csv, both whole or not at all: the checkpoint is the last epoch listed
+    last, rows = torch.load(run / 'last.pth', weights_only=True), _metrics(run)
+    assert [int(r['epoch']) for r in rows] == list(range(1, len(rows) + 1)) and last['epoch'] == len(rows) - 1
+    assert float(rows[-1]['val_top1']) == pytest.approx(last['metrics']['val_top1'])
 
     (run / '.last.pth.tmp-99999').write_bytes(b'half a checkpoint')  # what a SIGKILL mid-save leaves
     resumed = _emo('train', '--data', tiny, '--output', run, '--resume', run / 'last.pth', '--epochs', '3', *FAST)
@@ -425,7 +428,7 @@ def test_ddp_stops_every_process_when_process_0_fails(tmp_path):
 
 
 def test_ddp_survives_a_batch_with_no_readable_image(tmp_path):
-    from emo.data import SkippingImageFolder
+    from emo.training.data import SkippingImageFolder
 
     data = make_image_folders(tmp_path / 'd', train_per_class=4, val_per_class=2, size=40)['train'].parent
     samples = SkippingImageFolder(data / 'train').samples
@@ -443,6 +446,7 @@ def test_ddp_survives_a_batch_with_no_readable_image(tmp_path):
     assert sorted(listed) == sorted(str(Path(p).resolve()) for p in unreadable)
     row = _metrics(tmp_path / 'run')[0]
     assert math.isfinite(float(row['train_loss']))
+    assert 0 <= float(row['val_top1']) <= 100 and 0 <= float(row['val_top5']) <= 100
 
 
 def test_mixup_with_an_odd_batch_left_by_an_unreadable_image(tmp_path):

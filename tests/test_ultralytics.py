@@ -3,6 +3,7 @@
 Needs the optional extra (``pip install -e ".[yolo]"``); without Ultralytics the whole file is skipped.
 """
 
+import copy
 import json
 import os
 import shutil
@@ -12,10 +13,8 @@ import tempfile
 import textwrap
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image, ImageDraw
 
 # Ultralytics reads these at import: no online checks, and its settings file goes to a temporary folder, not
 # ~/.config. It also sets OMP_NUM_THREADS=1 for the process; the environment is put back so other tests' subprocesses
@@ -38,9 +37,10 @@ finally:
 from ultralytics import YOLO  # noqa: E402
 from ultralytics.nn.modules import C2f, Index  # noqa: E402
 from ultralytics.nn.tasks import DetectionModel, yaml_model_load  # noqa: E402
+from yolo_data import offline_font, write_dataset  # noqa: E402
 
 import emo.ultralytics as eu  # noqa: E402
-from emo.irmb import IRMB  # noqa: E402
+from emo.models import IRMB  # noqa: E402
 
 OUR_LAYERS = (eu.iRMB, eu.C2f_iRMB, eu.EMOBackbone)
 # layer index -> our layer type, per shipped YAML (the plain yolov8 layer at that index, if any, is the reference)
@@ -94,23 +94,87 @@ def test_registration_is_scoped_and_idempotent(monkeypatch):
     from ultralytics.nn import tasks
 
     # our classes stand in for C2f only while the wrapped parse_model runs
-    assert eu.C2f_iRMB != C2f and eu.iRMB != C2f and eu.C2f_iRMB == eu.C2f_iRMB
+    assert eu.C2f_iRMB != C2f and eu.iRMB != C2f
     assert {eu.C2f_iRMB: 1}[eu.C2f_iRMB] == 1 and C2f not in {eu.C2f_iRMB, eu.iRMB}
     assert tasks.iRMB is eu.iRMB and tasks.C2f_iRMB is eu.C2f_iRMB and tasks.EMOBackbone is eu.EMOBackbone
-    original = tasks.parse_model.emo_original
-    eu._register()  # a second registration (e.g. a module reload) wraps the original again, not the wrapper
-    assert tasks.parse_model.emo_original is original and not hasattr(original, 'emo_original')
+    before = build('yolov8n-c2f-irmb')
+    eu._register()  # a second registration (e.g. a module reload) must not wrap the wrapper
+    after = build('yolov8n-c2f-irmb')
+    assert count_params(after) == count_params(before)
+    assert {m.i: type(m) for m in after.model if isinstance(m, OUR_LAYERS)} == PLACEMENTS['yolov8n-c2f-irmb']
 
     monkeypatch.delattr(tasks, 'Index')
     with pytest.raises(ImportError, match='Index layer'):
         DetectionModel(eu.cfg('yolov8n-emo'), verbose=False)
 
 
-@pytest.mark.parametrize('channels', [8, 16, 20, 24, 40, 48, 72, 96, 200, 256, 576, 640])
-def test_attention_heads_divide_any_scaled_width(channels):
-    dim_head = eu.attention_dim_head(channels, 32)
-    assert channels % dim_head == 0
-    assert abs(channels // dim_head - max(1, round(channels / 32))) <= 2
+def test_parse_model_called_positionally_or_by_keyword_builds_the_same():
+    from ultralytics.nn import tasks
+
+    d = yaml_model_load(eu.cfg('yolov8s-c2f-irmb'))
+    by_position, save_a = tasks.parse_model(dict(d), 3)
+    by_keyword, save_b = tasks.parse_model(d=dict(d), ch=3, verbose=False)
+    assert [type(m) for m in by_position] == [type(m) for m in by_keyword] and save_a == save_b
+    assert count_params(by_position) == count_params(by_keyword)
+    with pytest.raises(TypeError, match='ch'):  # what the original says about a call without the channels
+        tasks.parse_model(dict(d))
+
+
+def _reregister(monkeypatch, parse_model) -> None:
+    """Register emo's layers over another ``parse_model`` and run the import-time probe on it."""
+    import ultralytics.nn
+    from ultralytics.nn import tasks
+
+    monkeypatch.setattr(tasks, 'parse_model', parse_model)
+    monkeypatch.setattr(ultralytics.nn, 'parse_model', parse_model, raising=False)
+    eu._register()
+    eu._check_assumptions()
+
+
+def test_a_parse_model_with_another_signature_is_wrapped(monkeypatch):
+    from ultralytics.nn import tasks
+
+    real = tasks.parse_model.emo_original
+    seen = []
+
+    def future_parse_model(cfg, ch, *, verbose=True, scale=None):  # renamed, keyword-only extras
+        seen.append(cfg['backbone'][0][3][:1])  # EMOBackbone rows arrive with the image channels put first
+        return real(cfg, ch, verbose=verbose)
+
+    _reregister(monkeypatch, future_parse_model)
+    model = DetectionModel(eu.cfg('yolov8n-emo'), ch=3, verbose=False)
+    assert isinstance(model.model[0], eu.EMOBackbone) and [3] in seen
+
+
+def test_an_ultralytics_that_breaks_the_assumptions_fails_in_one_line(monkeypatch):
+    import ultralytics
+    from ultralytics.nn import tasks
+
+    real = tasks.parse_model.emo_original
+
+    def identity_checks(d, ch, verbose=True):  # as if parse_model compared layers with `is` instead of sets
+        with monkeypatch.context() as m:
+            m.setattr(type(eu.C2f_iRMB), '__eq__', lambda cls, other: cls is other)
+            return real(d, ch, verbose)
+
+    with pytest.raises(ImportError) as error:
+        _reregister(monkeypatch, identity_checks)
+    message = str(error.value)
+    assert '\n' not in message and f'Ultralytics {ultralytics.__version__}' in message
+    assert 'parse_model' in message  # here: the probe's C2f_iRMB got Ultralytics' arguments for a plain layer
+
+    with pytest.raises(ImportError, match='takes no .model dict, input channels. arguments'):
+        _reregister(monkeypatch, lambda d: d)
+
+
+# worked out by hand: round(c / 32) heads, lowered to a divisor of c
+@pytest.mark.parametrize(
+    'channels, dim_head',
+    [(8, 8), (16, 16), (20, 20), (24, 24), (40, 40), (48, 24), (72, 36), (96, 32), (200, 40), (256, 32), (576, 32),
+     (640, 32)],
+)  # fmt: skip
+def test_attention_heads_divide_any_scaled_width(channels, dim_head):
+    assert eu.attention_dim_head(channels, 32) == dim_head
 
 
 @pytest.fixture(scope='module')
@@ -253,41 +317,10 @@ def test_emo_backbone_pretrained_from_file(tmp_path):
     ).eval()
     x = torch.randn(1, 3, 64, 96)
     with torch.no_grad():
-        for ours, theirs in zip(backbone(x), reference(x)):
-            torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
-
-
-def write_dataset(root: Path, num_train: int = 16, num_val: int = 8) -> Path:
-    """Rectangles (class 0) and ellipses (class 1) on noise, 64-96 px, in YOLO format; returns data.yaml."""
-    rng = np.random.default_rng(0)
-    for split, count in (('train', num_train), ('val', num_val)):
-        (root / 'images' / split).mkdir(parents=True)
-        (root / 'labels' / split).mkdir(parents=True)
-        for k in range(count):
-            w, h = (int(v) for v in rng.integers(64, 97, size=2))
-            image = Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
-            draw, lines = ImageDraw.Draw(image), []
-            for _ in range(int(rng.integers(1, 4))):
-                cls = int(rng.integers(0, 2))
-                bw, bh = int(rng.integers(12, w // 2)), int(rng.integers(12, h // 2))
-                x0, y0 = int(rng.integers(0, w - bw)), int(rng.integers(0, h - bh))
-                colour = tuple(int(c) for c in rng.integers(0, 256, 3))
-                (draw.rectangle if cls == 0 else draw.ellipse)([x0, y0, x0 + bw, y0 + bh], fill=colour)
-                lines.append(f'{cls} {(x0 + bw / 2) / w:.6f} {(y0 + bh / 2) / h:.6f} {bw / w:.6f} {bh / h:.6f}')
-            image.save(root / 'images' / split / f'{k}.jpg')
-            (root / 'labels' / split / f'{k}.txt').write_text('\n'.join(lines) + '\n')
-    data = root / 'data.yaml'
-    data.write_text(f'path: {root}\ntrain: images/train\nval: images/val\nnames:\n  0: rectangle\n  1: ellipse\n')
-    return data
-
-
-def offline_font(config_dir: Path) -> None:
-    """Ultralytics checks for Arial.ttf (downloading it if missing) when it reads a data set: give it a local font."""
-    import matplotlib
-
-    font = Path(matplotlib.get_data_path()) / 'fonts' / 'ttf' / 'DejaVuSans.ttf'
-    config_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copy(font, config_dir / 'Arial.ttf')
+        ours, theirs = backbone(x), reference(x)
+    assert len(ours) == len(theirs) == 3
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
 LOAD_IN_FRESH_PROCESS = textwrap.dedent("""
@@ -339,3 +372,26 @@ def test_train_save_and_load_in_fresh_process(tmp_path, name, layers):
     assert report['is_tensor'] and report['shape'][1] == 6 and 0 < report['shape'][0] <= 10
     assert report['xyxy'] == [report['shape'][0], 4]
     assert 0.0 <= report['map50'] <= 1.0
+
+
+LEGACY = Path(__file__).parent / 'data' / 'legacy'
+
+
+@pytest.mark.parametrize(
+    'name, layers',
+    [('yolo', {'iRMB', 'C2f_iRMB'}), ('yolo_emo_backbone', {'EMOBackbone', '_BackboneBatchNorm2d'})],
+)
+def test_best_pt_trained_with_emo_0_1_loads_and_predicts_as_it_did(name, layers):
+    # real best.pt files of 1-epoch runs with the code of commit 3391efd, whose pickles name emo.irmb.IRMB,
+    # emo.irmb.ConvBnAct, emo.model.Stem, ... (tests/data/legacy/README.md says how they and the outputs were made)
+    expected = torch.load(LEGACY / f'{name}_best_expected.pt', weights_only=True)
+    net = YOLO(str(LEGACY / f'{name}_best.pt')).model.eval()
+    assert {type(m).__name__ for m in net.modules() if type(m).__module__ == 'emo.ultralytics'} == layers
+    assert any(isinstance(m, IRMB) for m in net.modules())
+    with torch.no_grad():
+        decoded, raw = net(expected['input'])
+        fused = copy.deepcopy(net).fuse(verbose=False)(expected['input'])[0]
+    # boxes are pixels (up to ~480); the rest is float rounding of today's attention arithmetic
+    torch.testing.assert_close(decoded, expected['output'], rtol=1e-4, atol=1e-3)
+    torch.testing.assert_close(raw['scores'], expected['scores'], rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(fused, expected['fused_output'], rtol=1e-4, atol=1e-3)

@@ -4,6 +4,7 @@ A local server stands in for the origin (EMO_ORIGIN_URL); it serves official-for
 reference rule, and the test's manifest carries their blob ids.
 """
 
+import builtins
 import hashlib
 import json
 import logging
@@ -20,8 +21,8 @@ import torch
 from origin_server import OriginServer, closed_port_url
 from reference import expected, reference_inputs
 
-from emo import hub
-from emo.hub import WeightsUnavailableError, git_blob_sha1
+import emo.weights as weights
+from emo.weights import WeightsUnavailableError, git_blob_sha1, manifest
 
 X = reference_inputs()['1x3x256x192']
 
@@ -29,15 +30,15 @@ X = reference_inputs()['1x3x256x192']
 @pytest.fixture()
 def release(official_files, tmp_path, monkeypatch):
     """A manifest whose blob ids are those of the regenerated files, and an empty torch hub cache."""
-    manifest = json.loads(hub.MANIFEST.read_text())
+    data = json.loads(manifest.MANIFEST.read_text())
     files = {}
-    for entry in manifest['weights'].values():
+    for entry in data['weights'].values():
         path = official_files[entry['variant']]
         entry['git_blob_sha1'] = git_blob_sha1(path)
         files[entry['path']] = path.read_bytes()
     test_manifest = tmp_path / 'manifest.json'
-    test_manifest.write_text(json.dumps(manifest))
-    monkeypatch.setattr(hub, 'MANIFEST', test_manifest)
+    test_manifest.write_text(json.dumps(data))
+    monkeypatch.setattr(manifest, 'MANIFEST', test_manifest)
     monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch'))
     monkeypatch.delenv('EMO_HUB_ORG', raising=False)
     return files
@@ -59,15 +60,19 @@ def test_download_verify_convert_cache_then_offline(release, tmp_path, monkeypat
         model = timm.create_model('emo_1m', pretrained=True)
         assert origin.requests == ['resources/EMO_1M/net.pth']
     torch.testing.assert_close(_logits(model), expected('emo_1m')['logits_1x3x256x192'], rtol=0, atol=1e-4)
-    blob = hub.released_weights()['emo_1m.in1k'].git_blob_sha1
+    blob = weights.released_weights()['emo_1m.in1k'].git_blob_sha1
     cached = f'emo_1m.in1k-{blob[:10]}.safetensors'
     assert _cache_files(tmp_path) == [cached, f'{cached}.sha256']  # converted, its digest, no scratch left
     assert model.pretrained_cfg['file'].endswith(f'emo_1m.in1k-{blob[:10]}.safetensors')
 
     monkeypatch.setenv('EMO_ORIGIN_URL', closed_port_url())  # the origin is gone: the cache serves
     torch.testing.assert_close(_logits(timm.create_model('emo_1m.in1k', pretrained=True)), _logits(model))
-    features = timm.create_model('emo_1m', pretrained=True, features_only=True)
-    assert len(features(X)) == 4
+    features = timm.create_model('emo_1m', pretrained=True, features_only=True).eval()
+    with torch.no_grad():
+        maps, taps = features(X), model.forward_intermediates(X, intermediates_only=True)
+    assert len(maps) == len(taps) == 4
+    for got, want in zip(maps, taps):  # the cached weights, offline, in the backbone too
+        torch.testing.assert_close(got, want)
 
 
 def test_tampered_file_is_refused_and_not_cached(release, tmp_path, monkeypatch):
@@ -110,18 +115,23 @@ def test_cache_dir_and_url_override(release, tmp_path, monkeypatch):
             pretrained_cfg_overlay=dict(url=f'{mirror.url}/mirror/emo6.pth'),
         )
     torch.testing.assert_close(_logits(model), expected('emo_6m')['logits_1x3x256x192'], rtol=0, atol=1e-4)
-    cached = hub.cached_path('emo_6m').name
+    cached = weights.cached_path('emo_6m').name
     assert sorted(p.name for p in (tmp_path / 'cache').iterdir()) == [cached, f'{cached}.sha256']
     assert _cache_files(tmp_path) == []
 
 
+# ImageNet-1k top-1 of the four variants as the paper (arXiv:2301.01146) and README.md print them, to 0.1
+PAPER_TOP1 = {'emo_1m': 71.5, 'emo_2m': 75.1, 'emo_5m': 78.4, 'emo_6m': 79.0}
+
+
 def test_manifest_is_the_source_of_truth():
-    entries = hub.released_weights()
-    assert sorted(entries) == [f'{v}.in1k' for v in ('emo_1m', 'emo_2m', 'emo_5m', 'emo_6m')]
+    entries = weights.released_weights()
+    assert sorted(entries) == [f'{v}.in1k' for v in PAPER_TOP1]
     for name, entry in entries.items():
         cfg = timm.create_model(name.split('.')[0]).pretrained_cfg
         assert cfg['url'] == entry.url and entry.url.endswith(entry.path)
-        assert len(entry.git_blob_sha1) == 40 and 70 < entry.top1 < 80
+        assert len(entry.git_blob_sha1) == 40
+        assert entry.top1 == pytest.approx(PAPER_TOP1[entry.variant], abs=0.05), name
     assert entries['emo_2m.in1k'].git_blob_sha1 == '9ec7138d292ca9b2d07923aec05762f547db8cf2'
 
 
@@ -130,7 +140,7 @@ def _fill_cache(release, monkeypatch):
     with OriginServer(release) as origin:
         monkeypatch.setenv('EMO_ORIGIN_URL', origin.url)
         timm.create_model('emo_1m', pretrained=True)
-    path = hub.cached_path('emo_1m')
+    path = weights.cached_path('emo_1m')
     return path, path.read_bytes()
 
 
@@ -143,7 +153,7 @@ def _damage(path, how):
     elif how == 'empty':
         path.write_bytes(b'')
     elif how == 'digest':  # the weights are intact; the record of them is not
-        hub.digest_path(path).write_text('0' * 64 + f'  {path.name}\n')
+        weights.digest_path(path).write_text('0' * 64 + f'  {path.name}\n')
 
 
 @pytest.mark.parametrize('how', ['truncated', 'random', 'empty', 'digest'])
@@ -152,12 +162,12 @@ def test_corrupt_cached_file_is_downloaded_again(release, tmp_path, monkeypatch,
     _damage(path, how)
     with OriginServer(release) as origin:
         monkeypatch.setenv('EMO_ORIGIN_URL', origin.url)
-        with caplog.at_level(logging.WARNING, logger='emo.hub'):
+        with caplog.at_level(logging.WARNING, logger='emo.weights.download'):
             model = timm.create_model('emo_1m', pretrained=True)
         assert origin.requests == ['resources/EMO_1M/net.pth']
     assert str(path) in caplog.text and 'corrupt' in caplog.text
     assert path.read_bytes() == good
-    assert hub.digest_path(path).read_text() == f'{hashlib.sha256(good).hexdigest()}  {path.name}\n'
+    assert weights.digest_path(path).read_text() == f'{hashlib.sha256(good).hexdigest()}  {path.name}\n'
     torch.testing.assert_close(_logits(model), expected('emo_1m')['logits_1x3x256x192'], rtol=0, atol=1e-4)
 
 
@@ -175,26 +185,32 @@ def test_corrupt_cached_file_offline_says_it_was_removed(release, tmp_path, monk
 
 def test_a_cached_file_that_cannot_be_read_this_once_is_kept(release, tmp_path, monkeypatch):
     path, good = _fill_cache(release, monkeypatch)
+    real_open, refused = builtins.open, []
 
-    def no_permission(file):  # root reads any file here, so the refusal is injected where the cache is read
-        raise PermissionError(13, 'Permission denied', str(file))
+    def no_permission(file, *args, **kwargs):  # root reads any file here, so the OS's refusal is injected
+        if isinstance(file, (str, os.PathLike)) and os.path.abspath(file) == str(path.absolute()):
+            refused.append(file)
+            raise PermissionError(13, 'Permission denied', str(file))
+        return real_open(file, *args, **kwargs)
 
-    monkeypatch.setattr(hub, '_sha256', no_permission)
     monkeypatch.setenv('EMO_ORIGIN_URL', closed_port_url())
-    with pytest.raises(WeightsUnavailableError, match='could not read the cached weights .* permissions'):
-        timm.create_model('emo_1m', pretrained=True)
-    assert path.read_bytes() == good and hub.digest_path(path).is_file()  # not taken for corruption
+    with monkeypatch.context() as patch:
+        patch.setattr(builtins, 'open', no_permission)
+        with pytest.raises(WeightsUnavailableError, match='could not read the cached weights .* permissions'):
+            timm.create_model('emo_1m', pretrained=True)
+    assert refused  # the cached file itself was refused, not something else
+    assert path.read_bytes() == good and weights.digest_path(path).is_file()  # not taken for corruption
 
 
 def test_cached_file_without_digest_is_verified_and_adopted(release, tmp_path, monkeypatch):
     path, good = _fill_cache(release, monkeypatch)
-    hub.digest_path(path).unlink()  # as an earlier version left its cache
+    weights.digest_path(path).unlink()  # as an earlier version left its cache
     monkeypatch.setenv('EMO_ORIGIN_URL', closed_port_url())  # offline: the cached file must serve
     model = timm.create_model('emo_1m', pretrained=True)
     torch.testing.assert_close(_logits(model), expected('emo_1m')['logits_1x3x256x192'], rtol=0, atol=1e-4)
-    assert hub.digest_path(path).read_text() == f'{hashlib.sha256(good).hexdigest()}  {path.name}\n'
+    assert weights.digest_path(path).read_text() == f'{hashlib.sha256(good).hexdigest()}  {path.name}\n'
 
-    hub.digest_path(path).unlink()
+    weights.digest_path(path).unlink()
     _damage(path, 'truncated')  # without a digest, a file that does not read is fetched again
     with OriginServer(release) as origin:
         monkeypatch.setenv('EMO_ORIGIN_URL', origin.url)
@@ -240,7 +256,7 @@ def test_download_limits_must_be_numbers(release, tmp_path, monkeypatch):
     assert _cache_files(tmp_path) == []
 
 
-_CREATE = 'import pathlib, sys, timm, emo.hub; emo.hub.MANIFEST = pathlib.Path(sys.argv[1]); ' + (
+_CREATE = 'import pathlib, sys, timm, emo.weights.manifest as m; m.MANIFEST = pathlib.Path(sys.argv[1]); ' + (
     "timm.create_model('emo_1m', pretrained=True)"
 )
 
@@ -260,7 +276,7 @@ def test_stopped_download_leaves_no_scratch_folder(release, tmp_path, sig, error
             os.environ, EMO_ORIGIN_URL=origin.url, EMO_DOWNLOAD_MIN_RATE='0', EMO_DOWNLOAD_TIMEOUT='120'
         )  # TORCH_HOME and the manifest: the release fixture's
         proc = subprocess.Popen(
-            [sys.executable, '-c', _CREATE, str(hub.MANIFEST)], env=env, stderr=subprocess.PIPE, text=True
+            [sys.executable, '-c', _CREATE, str(manifest.MANIFEST)], env=env, stderr=subprocess.PIPE, text=True
         )
         try:
             deadline = time.monotonic() + 120

@@ -5,7 +5,7 @@ Ultralytics (AGPL-3.0) is an optional extra (``pip install -e ".[yolo]"``); noth
 Three YAML layers, usable after the import in any YAML that Ultralytics' own ``parse_model`` reads:
 
 - ``iRMB``: ``[c2, exp_ratio=2.0, dim_head=32, window_size=7, kernel_size=3, norm='bn']``, a stack of ``n``
-  :class:`emo.irmb.IRMB` blocks with grid-window attention; it keeps the width when the scaled ``c2`` equals
+  :class:`emo.models.IRMB` blocks with grid-window attention; it keeps the width when the scaled ``c2`` equals
   its input, and then has both shortcuts.
 - ``C2f_iRMB``: ``[c2, shortcut=True, exp_ratio=2.0, dim_head=32, window_size=7, kernel_size=3, norm='bn', e=0.5]``,
   Ultralytics' C2f split/concat layout whose ``n`` bottlenecks are IRMB blocks.
@@ -19,7 +19,10 @@ Ultralytics' ``C2f`` while, and only while, the wrapped ``parse_model`` below ru
 ``(c1, scaled c2, scaled n, *yaml args)`` exactly as it builds a C2f, and prints and tags them (``.i/.f/.type/.np``)
 itself. The wrapper also hands ``EMOBackbone`` the image channels and checks the ``Index`` rows that read it.
 The wrapper replaces ``ultralytics.nn.tasks.parse_model``, which every model build (``YOLO(yaml)``, the trainer's
-rebuild, ``DetectionModel``) looks up at call time; Ultralytics' files are not edited.
+rebuild, ``DetectionModel``) looks up at call time; Ultralytics' files are not edited. It takes any signature
+(the model dict and input channels are found by name, ``d`` and ``ch``, else as the first two parameters), and the
+import probes each assumption above once (:func:`_check_assumptions`, a few milliseconds): an Ultralytics release
+that breaks one fails ``import emo.ultralytics`` with one line naming its version, instead of building wrong layers.
 
 Trained checkpoints (``best.pt``) pickle the layers by their module path, ``emo.ultralytics``: unpickling imports
 this module, so a fresh process loads them with ``YOLO('best.pt')`` even without importing it first (it must have
@@ -27,26 +30,29 @@ this module, so a fresh process loads them with ``YOLO('best.pt')`` even without
 """
 
 import functools
+import inspect
 import re
 import threading
 from pathlib import Path
-from typing import Any, List, Optional, Union
+from typing import Any, List, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
 
 try:
+    import ultralytics
     from ultralytics.nn import tasks as _tasks
     from ultralytics.nn.modules import C2f, Conv
+    from ultralytics.utils.torch_utils import initialize_weights
 except ImportError as e:  # pragma: no cover - exercised only without the extra
     raise ImportError(
         'emo.ultralytics needs Ultralytics (AGPL-3.0, an optional extra of emo): pip install -e ".[yolo]"'
     ) from e
 
 
-from ..irmb import IRMB
-from ..model import create_with_weights
-from ..variants import VARIANTS
+from ..models import IRMB
+from ..models.variants import get_variant
+from ..weights import create_with_weights
 
 __all__ = ['iRMB', 'C2f_iRMB', 'EMOBackbone', 'cfg', 'configs', 'attention_dim_head', 'CFG_DIR']
 
@@ -232,11 +238,11 @@ class EMOBackbone(nn.Module):
 
     @staticmethod
     def feature_channels(variant: str) -> List[int]:
-        """P3/P4/P5 channels of a variant, without building it."""
-        name = variant.split('.')[0]
-        if name not in VARIANTS:
-            raise ValueError(f'EMOBackbone: unknown variant {variant!r}; one of {sorted(VARIANTS)}')
-        return list(VARIANTS[name].widths[1:])
+        """P3/P4/P5 channels of a variant, without building its weights."""
+        try:
+            return list(get_variant(variant).widths[1:])
+        except ValueError as e:
+            raise ValueError(f'EMOBackbone: {e}') from None
 
 
 _YAML_LAYERS = {'iRMB': iRMB, 'C2f_iRMB': C2f_iRMB, 'EMOBackbone': EMOBackbone}
@@ -277,18 +283,85 @@ def _prepare_rows(d: dict, ch: int) -> dict:
     return d
 
 
+def _unsupported(what: str) -> ImportError:
+    return ImportError(
+        f'emo.ultralytics does not work with Ultralytics {ultralytics.__version__} (emo supports ultralytics>=8.4,<9; '
+        f'pip install "ultralytics>=8.4,<9"): {what}'
+    )
+
+
+def _dict_and_channels(signature: inspect.Signature) -> Tuple[str, str]:
+    """The names of parse_model's model-dict and input-channels parameters: ``d`` and ``ch`` (8.4.x), else the
+    first two positional ones."""
+    if 'd' in signature.parameters and 'ch' in signature.parameters:
+        return 'd', 'ch'
+    positional = [
+        p.name for p in signature.parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    if len(positional) < 2:
+        raise _unsupported(f'parse_model{signature} takes no (model dict, input channels) arguments')
+    return positional[0], positional[1]
+
+
 def _wrap_parse_model(parse_model: Any) -> Any:
+    """``parse_model`` with EMOBackbone rows prepared and our layers parsed as C2f, for any signature of it."""
+    signature = inspect.signature(parse_model)
+    d_name, ch_name = _dict_and_channels(signature)
+
     @functools.wraps(parse_model)
-    def emo_parse_model(d: dict, ch: int, verbose: bool = True):
-        d = _prepare_rows(d, ch)
+    def emo_parse_model(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs)  # a call the original would refuse raises its TypeError here
+        ch = bound.arguments.get(ch_name, signature.parameters[ch_name].default)
+        bound.arguments[d_name] = _prepare_rows(bound.arguments[d_name], ch)
         _parsing.depth += 1
         try:
-            return parse_model(d, ch, verbose)
+            return parse_model(*bound.args, **bound.kwargs)
         finally:
             _parsing.depth -= 1
 
     emo_parse_model.emo_original = parse_model
     return emo_parse_model
+
+
+def _check_assumptions() -> None:
+    """Probe, once at import, what the wrapper relies on; each broken assumption is one ImportError line.
+
+    1. Model builds look ``parse_model`` up in ``ultralytics.nn.tasks`` at call time (so the wrapper is used).
+    2. A YAML name resolves from that module's globals, a layer equal to C2f gets C2f's (c1, width-scaled c2,
+       depth-scaled n), and ``Index`` takes its declared width as its first argument.
+    3. Outside the wrapper our layers are not C2f.
+    4. ``initialize_weights`` leaves BatchNorm subclasses alone (EMOBackbone's pretrained eps 1e-6).
+    """
+    callers = [getattr(_tasks, '_initialize_yolo_model', None)] + [
+        getattr(getattr(_tasks, name, None), '__init__', None) for name in ('DetectionModel', 'ClassificationModel')
+    ]
+    callers = [f for f in callers if 'parse_model' in getattr(getattr(f, '__code__', None), 'co_names', ())]
+    if not callers or any(f.__globals__ is not vars(_tasks) for f in callers):
+        raise _unsupported('its model builds no longer call ultralytics.nn.tasks.parse_model')
+    probe = {
+        'nc': 1,
+        'depth_multiple': 0.5,
+        'width_multiple': 0.5,
+        'backbone': [[-1, 4, 'C2f_iRMB', [32, True, 2.0, 0]], [-1, 1, 'Index', [24, 0]]],  # no attention: tiny
+        'head': [[-1, 1, 'Conv', [16, 1, 1]]],
+    }
+    try:
+        layers, _ = _tasks.parse_model(probe, ch=3, verbose=False)
+        shape = (layers[0].cv1.conv.in_channels, layers[0].cv2.conv.out_channels, len(layers[0].m))
+        index_width = layers[2].conv.in_channels
+    except Exception as e:  # noqa: BLE001 - whatever a changed parse_model raises, the user gets one line
+        raise _unsupported(f'parse_model cannot build a C2f_iRMB and an Index ({type(e).__name__}: {e})') from e
+    if type(layers[0]) is not C2f_iRMB or shape != (3, 16, 2) or index_width != 24:
+        raise _unsupported(
+            f"parse_model no longer gives C2f's channel and repeat arithmetic to equal layers, or Index its width: "
+            f'(c1, c2, n) = {shape} and width after Index {index_width}, expected (3, 16, 2) and 24'
+        )
+    if C2f_iRMB == C2f:
+        raise _unsupported('C2f_iRMB compares equal to C2f outside parse_model')
+    bn = _BackboneBatchNorm2d(1, eps=1e-6)
+    initialize_weights(nn.Sequential(bn))
+    if bn.eps != 1e-6:
+        raise _unsupported('initialize_weights resets BatchNorm subclasses, which breaks a pretrained EMOBackbone')
 
 
 def _register() -> None:
@@ -304,6 +377,7 @@ def _register() -> None:
 
 
 _register()
+_check_assumptions()
 
 
 def _base_name(name: str) -> str:

@@ -1,7 +1,7 @@
 """The variant table of ``emo zoo``: official figures next to parameters counted and latency measured now."""
 
+import functools
 import statistics
-import time
 from typing import Dict, List, Optional
 
 import timm
@@ -9,8 +9,9 @@ import torch
 from timm.utils import reparameterize_model
 from tqdm import tqdm
 
-from .hub import released_weights
-from .variants import VARIANTS
+from ..benchmark.timing import time_interleaved
+from ..models.variants import VARIANTS
+from ..weights import released_weights
 
 __all__ = ['measure_latency', 'zoo_rows', 'format_table']
 
@@ -26,15 +27,8 @@ def measure_latency(
     """Forward times in milliseconds of ``model`` (eval mode) on a random batch, one per run after warm-up."""
     model.eval()
     x = torch.randn(input_size)
-    times = []
-    for i in range(warmup + runs):
-        start = time.perf_counter()
-        model(x)
-        if i >= warmup:
-            times.append((time.perf_counter() - start) * 1000)
-        if progress is not None:
-            progress.update()
-    return times
+    on_call = None if progress is None else progress.update
+    return time_interleaved({'model': functools.partial(model, x)}, runs, warmup, on_call=on_call)['model']
 
 
 def zoo_rows(runs: int = 30, warmup: int = 5, show_progress: bool = True) -> List[Dict]:

@@ -9,10 +9,8 @@ place only when complete; an existing file is never replaced unless ``overwrite`
 """
 
 import argparse
-import os
+import functools
 import statistics
-import tempfile
-import time
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,7 +19,9 @@ from typing import Dict, Iterator, List, Optional, Tuple
 import torch
 import torch.nn as nn
 
-from .variants import VARIANTS
+from ..benchmark.timing import time_interleaved
+from ..files import atomic_path
+from ..models.variants import VARIANTS
 
 __all__ = [
     'FORMATS',
@@ -51,21 +51,12 @@ def _check_output_file(path: Path, overwrite: bool, example_name: str = 'model.o
 
 @contextmanager
 def _atomic_path(path: Path, overwrite: bool) -> Iterator[Path]:
-    """A temporary path beside ``path`` that becomes ``path`` when the block succeeds."""
+    """The checked ``path``'s :func:`~emo.files.atomic_path`: it becomes ``path`` when the block succeeds."""
     path = Path(path)
     _check_output_file(path, overwrite, path.name)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.partial', dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; an export is an ordinary file
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp:
+        yield tmp
 
 
 def _example(batch: int, img_size: Tuple[int, int]) -> torch.Tensor:
@@ -182,12 +173,7 @@ def onnx_latency(path, img_size=224, batch: int = 1, threads: int = 0, runs: int
     """Median milliseconds of one ONNX Runtime call (CPU, all graph optimisations)."""
     session = onnx_session(path, threads)
     x = _example(batch, _pair(img_size)).numpy()
-    times = []
-    for i in range(warmup + runs):
-        start = time.perf_counter()
-        session.run(None, {'images': x})
-        if i >= warmup:
-            times.append((time.perf_counter() - start) * 1000)
+    times = time_interleaved({'onnx': functools.partial(session.run, None, {'images': x})}, runs, warmup)['onnx']
     return statistics.median(times)
 
 
@@ -205,7 +191,7 @@ def export_model(
     fuse it, export it as ``fmt`` ('onnx', 'torchscript' or 'program') and check the file."""
     from timm.utils import reparameterize_model
 
-    from .model import create_with_weights
+    from ..weights import create_with_weights
 
     if fmt not in FORMATS:
         raise ValueError(f'unknown export format {fmt!r}; choose one of {sorted(FORMATS)}')

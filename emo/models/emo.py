@@ -10,30 +10,38 @@ strides 4/8/16/32 whose first block downsamples, a LayerNorm over channels, aver
 classifier. Official checkpoints are converted on load by :func:`checkpoint_filter_fn`.
 """
 
-import os
+import warnings
 from typing import Dict, List, Optional, Tuple, Type, Union
 
 import torch
 import torch.nn as nn
-from huggingface_hub.errors import RepositoryNotFoundError
-from safetensors import SafetensorError
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.layers import LayerNorm2d, get_device_dtype, register_notrace_function, trunc_normal_
-from timm.models import build_model_with_cfg, generate_default_cfgs, register_model, resolve_pretrained_cfg
+from timm.layers import (
+    ConvNormAct,
+    DropPath,
+    SelectAdaptivePool2d,
+    SEModule,
+    calculate_drop_path_rates,
+    get_act_layer,
+    get_device_dtype,
+    get_norm_layer,
+    register_notrace_function,
+    trunc_normal_,
+)
+from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint_seq
 
-from . import checkpoint as ckpt
-from . import hub
-from .inference import FusedConv, run_in_slices
-from .irmb import IRMB, fold_bn_after
-from .variants import VARIANTS
+from ..layers import FusedConv, GridAttention, fold_bn_after, fold_bn_before, run_in_slices
+from ..weights import checkpoint as ckpt
+from ..weights.manifest import released_weights
+from ..weights.pretrained import load_errors_explained, prepare_pretrained
 
-__all__ = ['EMO', 'checkpoint_filter_fn', 'create_with_weights']
+__all__ = ['EMO', 'IRMB', 'EmoStage', 'Stem', 'checkpoint_filter_fn']
 
 MIN_INPUT_SIZE = 32  # one stage-4 pixel at stride 32
 GLOBAL_POOL_TYPES = ('', 'avg', 'max', 'avgmax')
-_ACT_LAYERS: Dict[str, Type[nn.Module]] = {'silu': nn.SiLU, 'gelu': nn.GELU}
+_NORM_LAYERS = {'bn': 'batchnorm2d', 'ln': 'layernorm2d'}  # the short names EMO's arguments and YAMLs use
 
 
 @register_notrace_function
@@ -56,10 +64,129 @@ def check_input(x: torch.Tensor, in_chans: int, min_size: int = 32) -> None:
         )
 
 
+class IRMB(nn.Module):
+    """Inverted Residual Mobile Block.
+
+    Args:
+        in_chs: input width.
+        out_chs: output width.
+        exp_ratio: expansion of the 1x1 ``v`` conv, ``mid = int(in_chs * exp_ratio)``; with ``exp_ratio == 1``
+            and no attention ``v`` is left out (the stem block).
+        kernel_size: depthwise kernel size.
+        stride: depthwise stride; a stride-2 block has no shortcuts.
+        norm_layer: 'bn', 'ln' or None (no input norm, the stem block).
+        act_layer: activation after ``v``.
+        dim_head: head width; ``None`` makes a block without attention.
+        window_size: side of the attention windows.
+        se_ratio: squeeze-excite after the depthwise conv (reduction ratio), 0 for none.
+        skip: allow shortcuts (they also need ``in_chs == out_chs`` and stride 1).
+        drop_path: stochastic depth rate of the outer shortcut.
+    """
+
+    def __init__(
+        self,
+        in_chs: int,
+        out_chs: int,
+        exp_ratio: float = 1.0,
+        kernel_size: int = 3,
+        stride: int = 1,
+        norm_layer: Optional[str] = 'bn',
+        act_layer: Union[str, Type[nn.Module]] = 'silu',
+        dim_head: Optional[int] = None,
+        window_size: int = 7,
+        qk_bias: bool = True,
+        se_ratio: float = 0.0,
+        skip: bool = True,
+        drop_path: float = 0.0,
+        device=None,
+        dtype=None,
+    ):
+        super().__init__()
+        dd = {'device': device, 'dtype': dtype}
+        mid_chs = int(in_chs * exp_ratio)
+        self.has_skip = skip and in_chs == out_chs and stride == 1
+
+        if norm_layer is None:
+            self.norm = nn.Identity()
+        elif norm_layer in _NORM_LAYERS:
+            self.norm = get_norm_layer(_NORM_LAYERS[norm_layer])(in_chs, eps=1e-6, **dd)
+        else:
+            raise ValueError(f"norm_layer must be 'bn', 'ln' or None, got {norm_layer!r}")
+
+        if dim_head is not None:
+            self.attn = GridAttention(in_chs, dim_head, window_size=window_size, qk_bias=qk_bias, **dd)
+        else:
+            self.attn = nn.Identity()
+
+        if dim_head is not None or mid_chs != in_chs:
+            self.v = nn.Conv2d(in_chs, mid_chs, kernel_size=1, bias=True, **dd)
+            self.act = get_act_layer(act_layer)()
+        else:
+            self.v = nn.Identity()
+            self.act = nn.Identity()
+
+        self.conv_local = ConvNormAct(
+            mid_chs, mid_chs, kernel_size, stride, groups=mid_chs, act_layer=nn.SiLU, norm_kwargs=dict(eps=1e-6), **dd
+        )
+        if se_ratio > 0:
+            self.se = SEModule(mid_chs, rd_channels=int(mid_chs * se_ratio), act_layer=nn.SiLU, **dd)
+        else:
+            self.se = nn.Identity()
+        self.proj = nn.Conv2d(mid_chs, out_chs, kernel_size=1, bias=False, **dd)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.fused = False  # set by fuse()
+
+    def fuse(self) -> 'IRMB':
+        """Fuse for inference (idempotent; returns ``self``, as ``timm.utils.reparameterize_model`` expects).
+
+        The input BatchNorm folds into the 1x1 ``v`` conv of blocks without attention (attention blocks use
+        LayerNorm and take the normalised map itself as values, so nothing folds there), the depthwise conv
+        takes in its BatchNorm, and every conv becomes a :class:`~emo.layers.FusedConv` that applies its
+        activation itself. Outputs match the unfused block to fp32 rounding.
+        """
+        if self.training:
+            warnings.warn(
+                'fusing an iRMB in training mode: BatchNorm running statistics are folded in as they are now; '
+                'call model.eval() first (and fine-tune the unfused model)',
+                stacklevel=2,
+            )
+        self.fused = True
+        if isinstance(self.v, nn.Conv2d):
+            v = self.v
+            if isinstance(self.norm, nn.BatchNorm2d) and isinstance(self.attn, nn.Identity):
+                v = fold_bn_before(self.norm, v)
+                self.norm = nn.Identity()
+            self.v = FusedConv.from_conv(v, self.act)
+            self.act = nn.Identity()
+        if isinstance(self.conv_local, ConvNormAct):
+            local = self.conv_local
+            self.conv_local = FusedConv.from_conv(fold_bn_after(local.conv, local.bn), local.bn.act)
+        if isinstance(self.proj, nn.Conv2d):
+            self.proj = FusedConv.from_conv(self.proj)
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x
+        x = self.norm(x)
+        x = self.attn(x)
+        x = self.act(self.v(x))
+        # fused and without autograd, the residual sums go into the fresh conv outputs: on small CPUs a new large
+        # map costs more in page faults than the add itself (forward hooks on conv_local / proj then see the sums)
+        inplace = self.fused and not torch.is_grad_enabled()
+        if self.has_skip:
+            y = self.se(self.conv_local(x))
+            x = y.add_(x) if inplace else x + y
+        else:
+            x = self.se(self.conv_local(x))
+        x = self.proj(x)
+        if self.has_skip:
+            x = self.drop_path(x)
+            x = x.add_(shortcut) if inplace else shortcut + x
+        return x
+
+
 class Stem(nn.Module):
     """Stride-2 3x3 conv (with bias) + BN, then an iRMB with squeeze-excite and no norm, expansion or shortcut."""
-
-    channels_last = False  # class default: modules unpickled from before fuse() existed run unfused
 
     def __init__(self, in_chans: int, out_chs: int = 24, device=None, dtype=None):
         super().__init__()
@@ -105,8 +232,6 @@ class EmoStage(nn.Module):
     """A stride-2 iRMB (expansion ``2 * exp_ratio`` of the incoming width, no attention) then ``depth - 1``
     width-keeping iRMBs with shortcuts (and attention when ``dim_head`` is set)."""
 
-    split_bytes_per_pixel = 0  # class default: modules unpickled from before fuse() existed run unfused
-
     def __init__(
         self,
         in_chs: int,
@@ -115,7 +240,7 @@ class EmoStage(nn.Module):
         exp_ratio: float,
         kernel_size: int,
         norm_layer: str,
-        act_layer: Type[nn.Module],
+        act_layer: Union[str, Type[nn.Module]],
         dim_head: Optional[int],
         window_size: int = 7,
         qk_bias: bool = True,
@@ -164,10 +289,10 @@ class EmoStage(nn.Module):
     def fuse(self) -> 'EmoStage':
         """Let eager CPU inference run large batches through the stage in slices (idempotent).
 
-        The blocks themselves are fused by their own ``fuse()``; see :func:`emo.inference.run_in_slices`.
+        The blocks themselves are fused by their own ``fuse()``; see :func:`emo.layers.run_in_slices`.
         """
-        first = self.blocks[0]
-        self.split_bytes_per_pixel = 4 * (first.v.out_channels if isinstance(first.v, nn.Conv2d) else first.v.out_chs)
+        # the widest map is the first block's expansion, the input of its 1x1 projection, fused or not
+        self.split_bytes_per_pixel = 4 * self.blocks[0].proj.weight.shape[1]
         return self
 
 
@@ -221,8 +346,10 @@ class EMO(nn.Module):
         self.drop_rate = drop_rate
 
         self.stem = Stem(in_chans, stem_chs, **dd)
-        num_blocks = sum(depths)
-        dpr = [drop_path_rate * i / max(num_blocks - 1, 1) for i in range(num_blocks)]  # python: works on 'meta'
+        self.depths, self.widths, self.exp_ratios, self.dim_heads = (
+            tuple(a) for a in (depths, widths, exp_ratios, dim_heads)
+        )
+        dpr = calculate_drop_path_rates(drop_path_rate, sum(depths))  # linear from 0 over all blocks, as the official
         stages = []
         self.feature_info = []
         in_chs, stride, block_idx = stem_chs, 2, 0
@@ -235,7 +362,7 @@ class EMO(nn.Module):
                     exp_ratio=exp_ratios[i],
                     kernel_size=kernel_sizes[i],
                     norm_layer=norm_layers[i],
-                    act_layer=_ACT_LAYERS[act_layers[i]],
+                    act_layer=act_layers[i],
                     dim_head=dim_heads[i],
                     window_size=window_size,
                     qk_bias=qk_bias,
@@ -249,10 +376,16 @@ class EMO(nn.Module):
         self.stages = nn.Sequential(*stages)
 
         self.num_features = self.head_hidden_size = widths[-1]
-        self.norm = LayerNorm2d(self.num_features, eps=1e-6, **dd)
+        self.norm = get_norm_layer('layernorm2d')(self.num_features, eps=1e-6, **dd)
+        self.pool = _pool(global_pool)
         self.head_drop = nn.Dropout(drop_rate)
         self.head = nn.Linear(self.num_features, num_classes, **dd) if num_classes > 0 else nn.Identity()
         self.apply(_init_weights)
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        if 'pool' not in self._modules:  # a whole model pickled by emo 0.1.0, which pooled in forward_head
+            self.pool = _pool(self.global_pool)
 
     @torch.jit.ignore
     def group_matcher(self, coarse: bool = False) -> dict:
@@ -280,8 +413,10 @@ class EMO(nn.Module):
         _check_head_args(num_classes, global_pool)
         self.num_classes = num_classes
         self.global_pool = global_pool
+        self.pool = _pool(global_pool)
         self.head = nn.Linear(self.num_features, num_classes, **dd) if num_classes > 0 else nn.Identity()
         _init_weights(self.head)
+        self.pool.train(self.training)
         self.head.train(self.training)
 
     def forward_intermediates(
@@ -351,13 +486,7 @@ class EMO(nn.Module):
         return self.norm(x)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        if self.global_pool == 'avg':
-            x = x.mean((2, 3))
-        elif self.global_pool == 'max':
-            x = x.amax((2, 3))
-        elif self.global_pool == 'avgmax':
-            x = 0.5 * (x.mean((2, 3)) + x.amax((2, 3)))
-        x = self.head_drop(x)
+        x = self.head_drop(self.pool(x))
         if pre_logits:
             return x
         if not self.global_pool:  # no pooling: classify every position, (N, num_classes, H, W)
@@ -366,6 +495,11 @@ class EMO(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
+
+
+def _pool(global_pool: str) -> SelectAdaptivePool2d:
+    # 'fast' pooling is a mean / amax over H and W; without pooling the classifier runs at every position
+    return SelectAdaptivePool2d(pool_type='fast' + global_pool if global_pool else '', flatten=bool(global_pool))
 
 
 def _check_head_args(num_classes: int, global_pool: str) -> None:
@@ -439,59 +573,15 @@ def _cfg(url: str = '', **kwargs) -> dict:
 
 # one cfg per released checkpoint of weights/manifest.json: url is the origin, hf_hub_id set once published
 default_cfgs = generate_default_cfgs({
-    name: _cfg(url=entry.url, hf_hub_id=entry.hf_hub_id) for name, entry in hub.released_weights().items()
+    name: _cfg(url=entry.url, hf_hub_id=entry.hf_hub_id) for name, entry in released_weights().items()
 })  # fmt: skip
-
-
-def _pretrained_cfg(variant: str, kwargs: dict):
-    return resolve_pretrained_cfg(
-        variant,
-        pretrained_cfg=kwargs.get('pretrained_cfg'),
-        pretrained_cfg_overlay=kwargs.get('pretrained_cfg_overlay'),
-    )
-
-
-def _from_hub(cfg) -> bool:
-    # timm's order (timm.models._builder): an hf-hub: name, else a state dict, a file, then an hf_hub_id
-    return cfg.source == 'hf-hub' or (
-        cfg.source != 'local-dir' and not cfg.state_dict and not cfg.file and bool(cfg.hf_hub_id)
-    )
-
-
-def _resolve_weights(variant: str, kwargs: dict) -> None:
-    """Prepare ``pretrained=True`` for timm's loader: check a local file, or fetch the released weights.
-
-    timm's own routes stay in charge of ``state_dict``, ``file``, ``hf-hub:``, ``local-dir:`` and ``hf_hub_id``.
-    The release origin (the default) goes through :func:`emo.hub.fetch_official` instead of timm's plain URL
-    download, to verify the blob id and cache converted weights; ``EMO_HUB_ORG`` switches the default to the Hub.
-    """
-    cfg = _pretrained_cfg(variant, kwargs)
-    overlay = dict(kwargs.get('pretrained_cfg_overlay') or {})
-    if cfg.source in ('hf-hub', 'local-dir') or cfg.state_dict:
-        return
-    if cfg.file:
-        ckpt.read_checkpoint(cfg.file)  # fail early and clearly on a missing, truncated or unsafe file
-        return
-    name = f'{cfg.architecture}.{cfg.tag}'
-    if not cfg.hf_hub_id and hub.hub_org():
-        overlay['hf_hub_id'] = f'{hub.hub_org()}/{name}'
-        # the file emo push uploads; named, timm asks for it alone instead of also trying pytorch_model.bin, which
-        # offline doubled the time spent in huggingface_hub's retries before the error
-        overlay.setdefault('hf_hub_filename', hub.HUB_WEIGHTS_FILE)
-    elif not cfg.hf_hub_id and cfg.url:
-        default_url = hub.released_weights()[name].url
-        path = hub.fetch_official(
-            name, url=None if cfg.url == default_url else cfg.url, cache_dir=kwargs.get('cache_dir')
-        )
-        overlay['file'] = str(path)
-    kwargs['pretrained_cfg_overlay'] = overlay
 
 
 def _create_emo(variant: str, pretrained: bool = False, **kwargs) -> EMO:
     if pretrained:
-        _resolve_weights(variant, kwargs)
+        prepare_pretrained(variant, kwargs)
     out_indices = _check_out_indices(kwargs.pop('out_indices', (0, 1, 2, 3)))
-    try:
+    with load_errors_explained(variant, pretrained, kwargs):
         return build_model_with_cfg(
             EMO,
             variant,
@@ -500,55 +590,39 @@ def _create_emo(variant: str, pretrained: bool = False, **kwargs) -> EMO:
             feature_cfg=dict(flatten_sequential=True, out_indices=out_indices),
             **kwargs,
         )
-    except RepositoryNotFoundError as e:
-        hub_id = (kwargs.get('pretrained_cfg_overlay') or {}).get('hf_hub_id', 'the repository')
-        raise hub.WeightsUnavailableError(
-            f'Hugging Face Hub repository {hub_id} was not found (or is private): check the name, EMO_HUB_ORG, '
-            'and your login; unset EMO_HUB_ORG to download from the release origin'
-        ) from e
-    except SafetensorError as e:  # timm reads model.safetensors itself (local-dir:, the Hub) and names no file
-        raise hub.unreadable_weights(_pretrained_cfg(variant, kwargs), e) from e
-    except hub.hub_errors() as e:
-        cfg = _pretrained_cfg(variant, kwargs)
-        if not pretrained or not _from_hub(cfg):
-            raise
-        raise hub.hub_unavailable(cfg.hf_hub_id, variant, e) from e
-
-
-def _variant_args(name: str, kwargs: dict) -> dict:
-    return dict(VARIANTS[name].model_args(), **kwargs)
 
 
 @register_model
 def emo_1m(pretrained: bool = False, **kwargs) -> EMO:
     """EMO-1M: 1.36M params, 0.26 GFLOPs, 71.5% ImageNet-1k top-1 (official weights)."""
-    return _create_emo('emo_1m', pretrained, **_variant_args('emo_1m', kwargs))
+    model_args = dict(
+        depths=(2, 2, 8, 3), widths=(32, 48, 80, 168), exp_ratios=(2, 2.5, 3, 3.5), dim_heads=(None, None, 20, 21)
+    )
+    return _create_emo('emo_1m', pretrained=pretrained, **dict(model_args, **kwargs))
 
 
 @register_model
 def emo_2m(pretrained: bool = False, **kwargs) -> EMO:
     """EMO-2M: 2.38M params, 0.44 GFLOPs, 75.1% ImageNet-1k top-1 (official weights)."""
-    return _create_emo('emo_2m', pretrained, **_variant_args('emo_2m', kwargs))
+    model_args = dict(
+        depths=(3, 3, 9, 3), widths=(32, 48, 120, 200), exp_ratios=(2, 2.5, 3, 3.5), dim_heads=(None, None, 20, 20)
+    )
+    return _create_emo('emo_2m', pretrained=pretrained, **dict(model_args, **kwargs))
 
 
 @register_model
 def emo_5m(pretrained: bool = False, **kwargs) -> EMO:
     """EMO-5M: 5.11M params, 0.90 GFLOPs, 78.4% ImageNet-1k top-1 (official weights)."""
-    return _create_emo('emo_5m', pretrained, **_variant_args('emo_5m', kwargs))
+    model_args = dict(
+        depths=(3, 3, 9, 3), widths=(48, 72, 160, 288), exp_ratios=(2, 3, 4, 4), dim_heads=(None, None, 32, 32)
+    )
+    return _create_emo('emo_5m', pretrained=pretrained, **dict(model_args, **kwargs))
 
 
 @register_model
 def emo_6m(pretrained: bool = False, **kwargs) -> EMO:
     """EMO-6M: 6.17M params, 0.96 GFLOPs, 79.0% ImageNet-1k top-1 (official weights)."""
-    return _create_emo('emo_6m', pretrained, **_variant_args('emo_6m', kwargs))
-
-
-def create_with_weights(model_name: str, weights: Union[bool, str, os.PathLike] = False, **kwargs) -> nn.Module:
-    """``timm.create_model`` for an EMO whose weights are False (random), True (the released weights, see
-    docs/weights.md) or the path of a checkpoint file in any layout emo loads; ``kwargs`` go to timm."""
-    import timm
-
-    if isinstance(weights, (str, os.PathLike)):
-        overlay = dict(kwargs.pop('pretrained_cfg_overlay', None) or {}, file=os.fspath(weights))
-        return timm.create_model(model_name, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
-    return timm.create_model(model_name, pretrained=bool(weights), **kwargs)
+    model_args = dict(
+        depths=(3, 3, 9, 3), widths=(48, 72, 160, 320), exp_ratios=(2, 3, 4, 5), dim_heads=(None, None, 20, 32)
+    )
+    return _create_emo('emo_6m', pretrained=pretrained, **dict(model_args, **kwargs))

@@ -10,19 +10,20 @@ and takes the official state dicts as they are (same module names, ``load_state_
   attention, copies back, runs ``v``, copies the windows back into the image and crops (with a copy);
 - activations run in place where the official code sets ``inplace=True``.
 
-It is not part of the model zoo: :mod:`emo.model` is the implementation to use. It exists so that
+It is not part of the model zoo: :mod:`emo.models.emo` is the implementation to use. It exists so that
 ``emo bench`` can time our model against the official arithmetic on the same weights and check that both give
 the same outputs, on machines where the official code (which needs timm 0.6 and einops) does not install.
 """
 
 import math
+from pathlib import Path
 from typing import Dict, List, Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .variants import VARIANTS
+from ..models.variants import get_variant
 
 __all__ = ['OfficialEMO', 'official_emo']
 
@@ -193,10 +194,65 @@ class OfficialEMO(nn.Module):
 def official_emo(variant: str, state_dict: Dict[str, torch.Tensor] = None) -> OfficialEMO:
     """An :class:`OfficialEMO` for ``'emo_1m'`` ... ``'emo_6m'``, in eval mode, loaded from an official-layout
     state dict when one is given (strictly: every key must match)."""
-    if variant not in VARIANTS:
-        raise ValueError(f'unknown EMO variant {variant!r}; choose one of {sorted(VARIANTS)}')
-    v = VARIANTS[variant]
+    v = get_variant(variant)
     model = OfficialEMO(v.depths, v.widths, v.exp_ratios, v.dim_heads)
     if state_dict is not None:
         model.load_state_dict(state_dict, strict=True)
     return model.eval()
+
+
+class _FirstOutput(nn.Module):
+    """The official model returns ``{'out': logits, 'out_kd': logits}``; this returns the logits."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)['out']
+
+
+def load_official_code(repo_dir, variant: str, state_dict: Dict[str, torch.Tensor]) -> nn.Module:
+    """The official implementation itself, from a clone of github.com/zhangzjn/EMO at ``repo_dir``, in eval mode.
+
+    It was written for timm 0.6: the modules it imports from there are pointed at their timm 1.x homes, and its
+    ``model`` package is loaded without its ``__init__`` (which pulls in the training framework). Needs
+    ``einops``. Nothing of it is part of this package; it is only timed.
+    """
+    import importlib
+    import sys
+    import types
+
+    model_dir = Path(repo_dir) / 'model'
+    if not (model_dir / 'emo.py').is_file():
+        raise ValueError(f'{repo_dir} is not a clone of github.com/zhangzjn/EMO: {model_dir / "emo.py"} is missing')
+    try:
+        import einops  # noqa: F401
+    except ImportError:
+        raise ValueError('the official code needs einops: pip install einops') from None
+    from timm.layers import activations, weight_init
+    from timm.models import _efficientnet_blocks, _efficientnet_builder
+
+    for name, module in {
+        'timm.models.layers.activations': activations,
+        'timm.models.layers.weight_init': weight_init,
+        'timm.models.efficientnet_blocks': _efficientnet_blocks,
+        'timm.models.efficientnet_builder': _efficientnet_builder,
+    }.items():
+        sys.modules.setdefault(name, module)
+    try:
+        import cv2  # noqa: F401  (imported, unused, by the official basic_modules.py)
+    except ImportError:
+        sys.modules.setdefault('cv2', types.ModuleType('cv2'))
+    package = types.ModuleType('model')
+    package.__path__ = [str(model_dir)]
+    package.MODEL = types.SimpleNamespace(register_module=lambda fn: fn)
+    sys.modules['model'] = package
+    try:
+        official = importlib.import_module('model.emo')
+    finally:
+        for name in [n for n in sys.modules if n == 'model' or n.startswith('model.')]:
+            del sys.modules[name]
+    model = getattr(official, 'EMO_' + variant.split('_')[1].upper())()
+    model.load_state_dict(state_dict, strict=True)
+    return _FirstOutput(model).eval()

@@ -7,7 +7,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from timm.data import ImageNetInfo, create_transform, resolve_data_config
 
-from .model import create_with_weights
+from ..weights import create_with_weights
 
 __all__ = ['load_classifier', 'predict_images']
 

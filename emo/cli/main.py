@@ -6,10 +6,9 @@ from typing import List, Optional
 
 import torch
 
-from .checkpoint import CheckpointError
-from .files import Terminated, sigterm_raises
-from .hub import HubUploadError, WeightsUnavailableError
-from .variants import VARIANTS
+from ..files import Terminated, sigterm_raises
+from ..models.variants import VARIANTS
+from ..weights import CheckpointError, HubUploadError, WeightsUnavailableError
 
 __all__ = ['main', 'build_parser']
 
@@ -42,7 +41,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
-    from .hub import convert_official
+    from ..weights import convert_official
 
     folder = convert_official(
         args.src, args.out_dir, variant=args.model, repo_id=args.repo_id, overwrite=args.overwrite
@@ -53,7 +52,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 
 def _cmd_push(args: argparse.Namespace) -> int:
-    from .hub import push_folder
+    from ..weights import push_folder
 
     print(push_folder(args.folder, args.repo_id, token=args.token, private=args.private))
     return 0
@@ -116,7 +115,12 @@ def _error_line(line: str) -> None:
 
 
 # commands with a module of their own
-_DELEGATED = {'train': 'emo.train', 'validate': 'emo.validate', 'export': 'emo.export', 'bench': 'emo.benchmark'}
+_DELEGATED = {
+    'train': 'emo.training.train',
+    'validate': 'emo.training.validate',
+    'export': 'emo.deploy.export',
+    'bench': 'emo.benchmark.cli',
+}
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -8,7 +8,7 @@ Accepted inputs, in any combination:
   ``.pth``/``.pt`` file or a ``.safetensors`` file;
 * training wrappers: ``{'net': ..., 'net_E': ...}`` (the official trainer; ``net_E`` is the EMA copy and is
   preferred), and timm's ``state_dict_ema`` / ``model_ema`` / ``state_dict`` / ``model``;
-* a ``module.`` prefix (DataParallel / DistributedDataParallel).
+* a ``module.`` prefix (DataParallel / DistributedDataParallel) or ``_orig_mod.`` (torch.compile).
 
 Files are read with ``torch.load(weights_only=True)``: a checkpoint can never run code.
 """
@@ -16,13 +16,14 @@ Files are read with ``torch.load(weights_only=True)``: a checkpoint can never ru
 import logging
 import os
 import pickle
-import re
 import zipfile
 from typing import Dict, List, Mapping, Optional, Tuple
 
 import torch
+from timm.models import clean_state_dict
 
-from .variants import variant_for_arch
+from .errors import CheckpointError, first_line
+from .official_layout import TIMM_BLOCK, is_official_layout, to_official_layout, to_timm_layout
 
 __all__ = [
     'CheckpointError',
@@ -40,24 +41,6 @@ _logger = logging.getLogger(__name__)
 
 # wrapper keys, in order of preference: EMA weights first
 _WRAPPER_KEYS = ('net_E', 'state_dict_ema', 'model_ema', 'net', 'state_dict', 'model')
-
-# official -> ours, for the part of a key below a block ('stage3.1.' / 'stages.2.blocks.1.'); the input
-# norm is handled apart since the official LayerNorm2d wraps nn.LayerNorm one level deeper ('norm.norm.')
-_BLOCK_PARTS = (
-    ('qk.conv.', 'attn.qk.'),
-    ('v.conv.', 'v.'),
-    ('conv_local.conv.', 'conv_local.conv.'),
-    ('conv_local.norm.', 'conv_local.bn.'),
-    ('se.conv_reduce.', 'se.fc1.'),
-    ('se.conv_expand.', 'se.fc2.'),
-    ('proj.conv.', 'proj.'),
-)
-_OFFICIAL_BLOCK = re.compile(r'^stage([1-4])\.(\d+)\.(.*)$')
-_TIMM_BLOCK = re.compile(r'^stages\.([0-3])\.blocks\.(\d+)\.(.*)$')
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be loaded into the model asked for; the message says why and what to do."""
 
 
 def read_checkpoint(path: str) -> dict:
@@ -119,8 +102,10 @@ def read_checkpoint(path: str) -> dict:
             ) from e
         # the safe loader cannot parse it: damaged bytes, or a way of saving it does not read (legacy files of
         # pickle protocol 4 and 5); which one cannot be told without unpickling, so the message names both
+        # torch's message is a page of advice that includes re-running with weights_only=False; keep its diagnosis
+        reason = first_line(e, after='WeightsUnpickler error:')
         raise CheckpointError(
-            f'the safe loader cannot read {path!r} ({_weights_only_reason(e)}): it is truncated or corrupt (download '
+            f'the safe loader cannot read {path!r} ({reason}): it is truncated or corrupt (download '
             'or save it again), or saved in a form the safe loader does not read, such as torch.save with '
             '_use_new_zipfile_serialization=False and pickle protocol 4 or 5 (re-save it in the default format, in '
             'a session where you trust it)'
@@ -154,16 +139,6 @@ def _is_legacy_torch_file(path: str) -> bool:
     return args is not None and MAGIC_NUMBER in args
 
 
-def _weights_only_reason(error: Exception) -> str:
-    # torch's message is a page of advice that includes re-running with weights_only=False; keep its diagnosis
-    text = str(error)
-    marker = 'WeightsUnpickler error:'
-    if marker in text:
-        text = text.split(marker, 1)[1]
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[0] if lines else type(error).__name__
-
-
 def _looks_like_safetensors(head: bytes, size: int) -> bool:
     # 8-byte little-endian header length, then a JSON object
     if len(head) < 9 or head[8:9] != b'{':
@@ -172,7 +147,7 @@ def _looks_like_safetensors(head: bytes, size: int) -> bool:
 
 
 def unwrap(checkpoint: Mapping) -> Dict[str, torch.Tensor]:
-    """The state dict inside a checkpoint: picks the EMA copy of a wrapper and strips ``module.``."""
+    """The state dict inside a checkpoint: picks the EMA copy of a wrapper, strips ``module.`` and ``_orig_mod.``."""
     if not isinstance(checkpoint, Mapping):
         raise CheckpointError(f'a checkpoint must be a dict of tensors, got {type(checkpoint).__name__}')
     present = [k for k in _WRAPPER_KEYS if isinstance(checkpoint.get(k), Mapping)]
@@ -185,97 +160,20 @@ def unwrap(checkpoint: Mapping) -> Dict[str, torch.Tensor]:
             ' (the EMA weights)' if chosen in ('net_E', 'state_dict_ema', 'model_ema') else '',
         )
         checkpoint = checkpoint[chosen]
-    state_dict = {}
     for key, value in checkpoint.items():
         if not isinstance(value, torch.Tensor):
             raise CheckpointError(
                 f'checkpoint entry {key!r} is a {type(value).__name__}, not a tensor: this is not a state dict '
                 f'(top-level keys: {sorted(checkpoint)[:8]})'
             )
-        state_dict[key[len('module.') :] if key.startswith('module.') else key] = value
-    return state_dict
-
-
-def is_official_layout(state_dict: Mapping) -> bool:
-    return any(k.startswith('stage0.') for k in state_dict)
-
-
-def _convert_block_part(part: str, reverse: bool, layer_norm: bool = False) -> Optional[str]:
-    """Rename the part of a key below a block; ``layer_norm`` says the block's input norm is a LayerNorm."""
-    if not reverse and part.startswith('norm.'):
-        return 'norm.' + part[len('norm.norm.' if part.startswith('norm.norm.') else 'norm.') :]
-    if reverse and part.startswith('norm.'):
-        return ('norm.norm.' if layer_norm else 'norm.') + part[len('norm.') :]
-    for official, ours in _BLOCK_PARTS:
-        src, dst = (ours, official) if reverse else (official, ours)
-        if part.startswith(src):
-            return dst + part[len(src) :]
-    return None
-
-
-def to_timm_layout(state_dict: Mapping) -> Dict[str, torch.Tensor]:
-    """Rename official keys to this project's layout; a state dict already in it is returned unchanged."""
-    if not is_official_layout(state_dict):
-        return dict(state_dict)
-    out, unknown = {}, []
-    for key, value in state_dict.items():
-        new = None
-        m = _OFFICIAL_BLOCK.match(key)
-        if m:
-            part = _convert_block_part(m.group(3), reverse=False)
-            new = f'stages.{int(m.group(1)) - 1}.blocks.{m.group(2)}.{part}' if part else None
-        elif key.startswith('stage0.0.convs.0.0.'):
-            new = 'stem.conv.' + key[len('stage0.0.convs.0.0.') :]
-        elif key.startswith('stage0.0.convs.0.1.'):
-            new = 'stem.bn.' + key[len('stage0.0.convs.0.1.') :]
-        elif key.startswith('stage0.1.'):
-            part = _convert_block_part(key[len('stage0.1.') :], reverse=False)
-            new = 'stem.block.' + part if part else None
-        elif key.startswith('norm.norm.'):
-            new = 'norm.' + key[len('norm.norm.') :]
-        elif key.startswith('head.'):
-            new = key
-        if new is None:
-            unknown.append(key)
-        else:
-            out[new] = value
-    if unknown:
-        raise CheckpointError(
-            f'{len(unknown)} keys of this official-layout checkpoint are not part of EMO: {unknown[:5]}; '
-            'is it an EMO checkpoint from github.com/zhangzjn/EMO?'
-        )
-    return out
-
-
-def to_official_layout(state_dict: Mapping) -> Dict[str, torch.Tensor]:
-    """Rename this project's keys to the official layout (the inverse of :func:`to_timm_layout`)."""
-    out = {}
-    for key, value in state_dict.items():
-        m = _TIMM_BLOCK.match(key)
-        if m:
-            stage, block, part = int(m.group(1)), m.group(2), m.group(3)
-            # a LayerNorm has no running stats: stages 3-4 use one, stages 1-2 a BatchNorm
-            layer_norm = f'stages.{stage}.blocks.{block}.norm.running_mean' not in state_dict
-            new = f'stage{stage + 1}.{block}.{_convert_block_part(part, reverse=True, layer_norm=layer_norm)}'
-        elif key.startswith('stem.conv.'):
-            new = 'stage0.0.convs.0.0.' + key[len('stem.conv.') :]
-        elif key.startswith('stem.bn.'):
-            new = 'stage0.0.convs.0.1.' + key[len('stem.bn.') :]
-        elif key.startswith('stem.block.'):
-            new = 'stage0.1.' + _convert_block_part(key[len('stem.block.') :], reverse=True)
-        elif key.startswith('norm.'):
-            new = 'norm.norm.' + key[len('norm.') :]
-        else:
-            new = key
-        out[new] = value
-    return out
+    return clean_state_dict(dict(checkpoint))  # strips DDP's module. and torch.compile's _orig_mod.
 
 
 def arch_of(state_dict: Mapping) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
     """Stage depths and widths of a state dict in this project's layout."""
     blocks: Dict[int, Dict[int, int]] = {}
     for key, value in state_dict.items():
-        m = _TIMM_BLOCK.match(key)
+        m = TIMM_BLOCK.match(key)
         if m and m.group(3) == 'proj.weight':
             blocks.setdefault(int(m.group(1)), {})[int(m.group(2))] = value.shape[0]
     stages = [blocks[s] for s in sorted(blocks)]
@@ -283,6 +181,8 @@ def arch_of(state_dict: Mapping) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
 
 
 def _describe(depths: Tuple[int, ...], widths: Tuple[int, ...]) -> str:
+    from ..models.variants import variant_for_arch
+
     variant = variant_for_arch(depths, widths)
     arch = f'stage widths {",".join(map(str, widths))}, depths {",".join(map(str, depths))}'
     return f'{variant.title} ({arch})' if variant else f'an EMO with {arch}, not a released variant'
@@ -302,6 +202,8 @@ def check_matches_model(state_dict: Mapping, model: torch.nn.Module) -> None:
         )
     if got_arch != want_arch:
         name = getattr(model, 'pretrained_cfg', {}).get('architecture', type(model).__name__)
+        from ..models.variants import variant_for_arch
+
         variant = variant_for_arch(*got_arch)
         hint = f"build '{variant.name}' for it" if variant else 'build an EMO with the same widths and depths'
         raise CheckpointError(

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, default_collate
 
-from .files import atomic_write_text
+from ..files import atomic_write_text
 
 __all__ = [
     'IMAGE_EXTENSIONS',

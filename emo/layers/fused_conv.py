@@ -9,22 +9,18 @@ it is a plain ``F.conv2d`` followed by the activation, so fused models export an
 """
 
 import weakref
-from typing import Callable, Optional
+from typing import Optional
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from timm.layers import GELU
 
-__all__ = ['FusedConv', 'is_eager', 'onednn_available', 'run_in_slices', 'SLICE_BYTES']
+__all__ = ['FusedConv', 'is_eager', 'onednn_available']
 
 _ACTIVATIONS = ('', 'silu', 'gelu')
 # oneDNN post-op names (and GELU's algorithm: 'none' is the exact erf form nn.GELU() computes)
 _ONEDNN_ATTR = {'': ('none', ''), 'silu': ('swish', ''), 'gelu': ('gelu', 'none')}
-
-
-# Largest map a sliced batch may produce. Maps beyond glibc's mmap threshold (at most 32 MiB) come fresh from the
-# kernel on every call and cost a page fault per 4 KiB, which on a small CPU takes longer than the conv itself.
-SLICE_BYTES = 8 << 20
 
 
 def onednn_available() -> bool:
@@ -42,7 +38,10 @@ _MAX_SHAPES = 8
 def _weight_key(weight: torch.Tensor) -> tuple:
     # the version counter sees in-place ops on the parameter; the storage address sees `.data = ...`, `.to()`
     # and load_state_dict; `.data.mul_()`-style edits bypass both, and `FusedConv.repack()` covers them
-    return (weight.data_ptr(), weight._version, weight.dtype, weight.device)
+    # inference tensors (a model fused inside torch.inference_mode) keep no version counter: there only the
+    # storage address is seen, and an in-place edit made under inference_mode needs repack() too
+    version = 0 if weight.is_inference() else weight._version
+    return (weight.data_ptr(), version, weight.dtype, weight.device)
 
 
 def _packed_weight(conv: 'FusedConv', x: torch.Tensor) -> torch.Tensor:
@@ -117,8 +116,8 @@ class FusedConv(nn.Module):
             act_name = ''
         elif isinstance(act, nn.SiLU):
             act_name = 'silu'
-        elif isinstance(act, nn.GELU) and act.approximate == 'none':
-            act_name = 'gelu'
+        elif isinstance(act, GELU) or (isinstance(act, nn.GELU) and act.approximate == 'none'):
+            act_name = 'gelu'  # timm's GELU (get_act_layer('gelu')) is the exact form too
         else:
             raise ValueError(f'FusedConv takes SiLU, exact GELU or no activation, got {act}')
         fused = cls(
@@ -185,20 +184,3 @@ class FusedConv(nn.Module):
             [],
             algorithm,
         )
-
-
-def run_in_slices(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, bytes_per_pixel: int) -> torch.Tensor:
-    """``fn(x)``, computed on slices of the batch when a whole batch would make maps over :data:`SLICE_BYTES`.
-
-    ``bytes_per_pixel`` is the size of the widest map ``fn`` makes, per input pixel of one image. Only eager CPU
-    inference is sliced; with autograd, in traces and exports, and on GPUs this is plainly ``fn(x)``.
-    Slicing only changes which images share a kernel call, so the outputs are the same.
-    """
-    batch = x.shape[0]
-    if torch.is_grad_enabled() or not is_eager() or x.device.type != 'cpu' or batch == 1:
-        return fn(x)
-    per_image = bytes_per_pixel * x.shape[2] * x.shape[3]
-    slice_size = max(1, SLICE_BYTES // per_image)
-    if slice_size >= batch:
-        return fn(x)
-    return torch.cat([fn(part) for part in x.split(slice_size)])

@@ -1,0 +1,256 @@
+"""The benchmark's run: the candidates (see :mod:`emo.benchmark`), each timed in every round, and the ratios."""
+
+import functools
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import timm
+import torch
+import torch.nn as nn
+
+from ..models.variants import VARIANTS, get_variant
+from ..weights import released_weights, to_official_layout
+from .memory import memory_report
+from .official import load_official_code, official_emo
+from .report import environment
+from .timing import summary, time_interleaved
+
+__all__ = ['BenchSettings', 'Candidate', 'DEFAULT_PEERS', 'PEER_PAIRS', 'PEER_TOP1', 'check_agreement', 'run_benchmark']
+
+DEFAULT_PEERS = (
+    'edgenext_xx_small',
+    'edgenext_x_small',
+    'mobilevit_xs',
+    'repvit_m0_9',
+    'mobilevit_s',
+    'mobilenetv3_large_100',
+)
+# ImageNet-1k top-1 of timm's released weights for these models (timm's results tables); EMO's come from
+# weights/manifest.json. Models named on the command line without an entry here are left off the plot.
+PEER_TOP1 = {
+    'edgenext_xx_small': 71.1,
+    'edgenext_x_small': 74.9,
+    'mobilevit_xs': 74.6,
+    'repvit_m0_9': 78.7,
+    'mobilevit_s': 78.3,
+    'mobilenetv3_large_100': 75.8,
+}
+# EMO variant -> the peers of its accuracy tier it must be at least as fast as
+PEER_PAIRS = {
+    'emo_1m': ('edgenext_xx_small',),
+    'emo_2m': ('edgenext_x_small', 'mobilevit_xs'),
+    'emo_5m': ('repvit_m0_9', 'mobilevit_s'),
+    'emo_6m': ('repvit_m0_9', 'mobilevit_s'),
+}
+AGREEMENT_ATOL = 1e-4  # ours against the official arithmetic, logits, same weights
+
+
+@dataclass
+class BenchSettings:
+    variants: Sequence[str] = tuple(VARIANTS)
+    peers: Sequence[str] = DEFAULT_PEERS
+    batch_sizes: Sequence[int] = (1, 32)
+    img_size: int = 224
+    threads: int = 2
+    rounds: Dict[int, int] = field(default_factory=dict)  # batch size -> timed rounds; default by size
+    warmup: int = 3
+    onnx: bool = True
+    memory: bool = True
+    memory_batch: int = 8
+    weights: Optional[str] = None  # 'pretrained' or None (random weights: speed does not depend on values)
+    official_code: Optional[str] = None  # a clone of github.com/zhangzjn/EMO, timed as '<variant>/official-code'
+    compile: bool = False  # also time torch.compile'd fused EMO and peers
+
+    def rounds_for(self, batch_size: int) -> int:
+        return self.rounds.get(batch_size, 30 if batch_size == 1 else 8)
+
+
+# ---------------------------------------------------------------------------------------------------- candidates
+@dataclass
+class Candidate:
+    name: str  # as reported
+    kind: str  # 'emo', 'emo-unfused', 'official', 'peer'
+    model: nn.Module
+    channels_last: bool = False
+    times: Dict[int, List[float]] = field(default_factory=dict)  # batch size -> ms per round
+
+
+def _emo_models(variant: str, weights: Optional[str]) -> Tuple[nn.Module, nn.Module, nn.Module]:
+    """(ours unfused, ours fused, official arithmetic) on the same weights."""
+    from timm.utils import reparameterize_model
+
+    ours = timm.create_model(variant, pretrained=weights == 'pretrained').eval()
+    official = official_emo(variant, to_official_layout(ours.state_dict()))
+    return ours, reparameterize_model(ours), official
+
+
+def check_agreement(ours: nn.Module, official: nn.Module, img_size: int) -> float:
+    """Largest logit difference between two models on a fixed random batch; raises above ``AGREEMENT_ATOL``."""
+    x = torch.randn(2, 3, img_size, img_size, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        diff = (ours(x) - official(x)).abs().max().item()
+    if not diff <= AGREEMENT_ATOL:
+        raise RuntimeError(f'our model and the official arithmetic disagree by {diff:.3g} (> {AGREEMENT_ATOL})')
+    return diff
+
+
+def _input(batch_size: int, img_size: int, channels_last: bool) -> torch.Tensor:
+    x = torch.randn(batch_size, 3, img_size, img_size)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+# ---------------------------------------------------------------------------------------------------- onnx
+def _onnx_session(model: nn.Module, img_size: int, threads: int, folder: Path, name: str):
+    from ..deploy.export import export_onnx, onnx_session
+
+    path = folder / f'{name.replace("/", "_")}.onnx'
+    export_onnx(model, path, img_size=img_size, dynamic=True, check=False)
+    # sessions take turns here: a session whose threads keep spinning after its run would starve the next one
+    return onnx_session(path, threads, spinning=False)
+
+
+# ---------------------------------------------------------------------------------------------------- the run
+def run_benchmark(settings: BenchSettings, log: Callable[[str], None] = print) -> Dict:
+    """Run everything ``settings`` asks for; returns the JSON-ready result."""
+    torch.set_num_threads(settings.threads)
+    torch.manual_seed(0)
+    result: Dict = {
+        'settings': {
+            'variants': list(settings.variants),
+            'peers': list(settings.peers),
+            'batch_sizes': list(settings.batch_sizes),
+            'img_size': settings.img_size,
+            'threads': torch.get_num_threads(),
+            'dtype': 'float32',
+            'warmup': settings.warmup,
+            'rounds': {str(b): settings.rounds_for(b) for b in settings.batch_sizes},
+            'weights': settings.weights or 'random (same for ours and the official arithmetic)',
+        },
+        'environment': environment(),
+        'eager': {},
+        'onnxruntime': {},
+        'compiled': {},
+        'ratios': {},
+        'agreement': {},
+        'memory': {},
+        'top1': {},
+    }
+    accuracy = {entry.variant: entry.top1 for entry in released_weights().values()}
+    candidates: List[Candidate] = []
+    for variant in settings.variants:
+        get_variant(variant)
+        ours, fused, official = _emo_models(variant, settings.weights)
+        result['agreement'][variant] = {
+            'unfused_vs_official': check_agreement(ours, official, settings.img_size),
+            'fused_vs_official': check_agreement(fused, official, settings.img_size),
+        }
+        result['top1'][variant] = accuracy.get(variant)
+        if settings.official_code:
+            code = load_official_code(settings.official_code, variant, to_official_layout(ours.state_dict()))
+            result['agreement'][variant]['fused_vs_official_code'] = check_agreement(fused, code, settings.img_size)
+            candidates.append(Candidate(f'{variant}/official-code', 'official-code', code))
+        candidates += [
+            Candidate(variant, 'emo', fused),
+            Candidate(f'{variant}/unfused', 'emo-unfused', ours),
+            Candidate(f'{variant}/official', 'official', official),
+        ]
+    for peer in settings.peers:
+        from timm.utils import reparameterize_model
+
+        model = reparameterize_model(timm.create_model(peer).eval())
+        result['top1'][peer] = PEER_TOP1.get(peer)
+        candidates.append(Candidate(peer, 'peer', model))
+        cl = reparameterize_model(timm.create_model(peer).eval()).to(memory_format=torch.channels_last)
+        candidates.append(Candidate(f'{peer}@channels_last', 'peer', cl, channels_last=True))
+
+    for batch_size in settings.batch_sizes:
+        runners = {}
+        for c in candidates:
+            x = _input(batch_size, settings.img_size, c.channels_last)
+            runners[c.name] = functools.partial(c.model, x)
+        log(f'eager, batch {batch_size}: {len(runners)} candidates x {settings.rounds_for(batch_size)} rounds')
+        with torch.inference_mode():
+            times = time_interleaved(runners, settings.rounds_for(batch_size), settings.warmup)
+        result['eager'][str(batch_size)] = _best_layout({n: summary(t) for n, t in times.items()})
+
+    if settings.onnx:
+        with tempfile.TemporaryDirectory() as tmp:
+            sessions = {}
+            for c in candidates:
+                if c.kind in ('emo-unfused', 'official-code') or c.channels_last:
+                    continue  # ONNX Runtime folds BatchNorm itself, and picks its own layout
+                log(f'exporting {c.name} to ONNX')
+                sessions[c.name] = _onnx_session(c.model, settings.img_size, settings.threads, Path(tmp), c.name)
+            for batch_size in settings.batch_sizes:
+                x = _input(batch_size, settings.img_size, False).numpy()
+                runners = {
+                    name: functools.partial(session.run, None, {session.get_inputs()[0].name: x})
+                    for name, session in sessions.items()
+                }
+                log(f'onnxruntime, batch {batch_size}: {len(runners)} models')
+                times = time_interleaved(runners, settings.rounds_for(batch_size), settings.warmup)
+                result['onnxruntime'][str(batch_size)] = {n: summary(t) for n, t in times.items()}
+
+    if settings.compile:
+        _time_compiled(candidates, settings, result, log)
+
+    result['ratios'] = compute_ratios(result, settings)
+    if settings.memory:
+        for variant in settings.variants:
+            log(f'memory: {variant}')
+            result['memory'][variant] = memory_report(variant, settings.memory_batch, settings.img_size)
+    return result
+
+
+def _time_compiled(candidates: List[Candidate], settings: BenchSettings, result: Dict, log: Callable) -> None:
+    # inductor with freezing folds the weights as constants and pre-packs them for oneDNN; it needs no_grad,
+    # not inference_mode, and compiles each batch size on its first call (the warm-up)
+    compiled = {
+        c.name: torch.compile(c.model, dynamic=False, options={'freezing': True})
+        for c in candidates
+        if c.kind in ('emo', 'peer') and not c.channels_last
+    }
+    for batch_size in settings.batch_sizes:
+        x = _input(batch_size, settings.img_size, False)
+        runners = {name: functools.partial(model, x) for name, model in compiled.items()}
+        log(f'torch.compile, batch {batch_size}: compiling {len(runners)} models (tens of seconds each), then timing')
+        with torch.no_grad():
+            times = time_interleaved(runners, settings.rounds_for(batch_size), max(settings.warmup, 1))
+        result['compiled'][str(batch_size)] = {n: summary(t) for n, t in times.items()}
+
+
+def _best_layout(summaries: Dict[str, Dict]) -> Dict[str, Dict]:
+    """Fold each peer's two layouts into one entry: the faster one, with the layout named."""
+    out = {}
+    for name, s in summaries.items():
+        if name.endswith('@channels_last'):
+            continue
+        cl = summaries.get(f'{name}@channels_last')
+        if cl is not None:
+            best, layout = (cl, 'channels_last') if cl['median_ms'] < s['median_ms'] else (s, 'channels_first')
+            out[name] = dict(best, layout=layout)
+        else:
+            out[name] = s
+    return out
+
+
+def compute_ratios(result: Dict, settings: BenchSettings) -> Dict:
+    """Speed-ups (>1: ours faster): over the official arithmetic, and over each peer of the variant's tier."""
+    ratios: Dict = {}
+    for backend in ('eager', 'onnxruntime', 'compiled'):
+        for batch, table in result.get(backend, {}).items():
+            for variant in settings.variants:
+                if variant not in table:
+                    continue
+                ours = table[variant]['median_ms']
+                entry = ratios.setdefault(backend, {}).setdefault(batch, {}).setdefault(variant, {})
+                if f'{variant}/official' in table:
+                    entry['vs_official'] = table[f'{variant}/official']['median_ms'] / ours
+                if f'{variant}/official-code' in table:
+                    entry['vs_official_code'] = table[f'{variant}/official-code']['median_ms'] / ours
+                for peer in PEER_PAIRS.get(variant, ()):
+                    if peer in table:
+                        entry[f'vs_{peer}'] = table[peer]['median_ms'] / ours
+    return ratios

@@ -1,0 +1,1 @@
+"""Deployment: ONNX, TorchScript and ``torch.export`` files, checked after writing (``emo export``)."""

@@ -1,0 +1,120 @@
+"""Multi-head self-attention inside strided-grid windows: EMO's window attention.
+
+The windows are a dilated grid, not contiguous Swin windows: with the map zero-padded to multiples of the window
+side ``ws`` and ``n1 = H_pad / ws``, ``n2 = W_pad / ws``, window ``(i, j)`` holds the pixels ``(i + n1 * a,
+j + n2 * b)`` for ``a, b`` in ``0..ws-1``, so every window spans the whole image. The released weights were
+trained with these windows and with padded tokens taking part in the softmax unmasked; both are kept.
+"""
+
+from typing import Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from timm.layers import register_notrace_function, use_fused_attn
+
+from .fused_conv import is_eager
+
+__all__ = ['GridAttention', 'grid_padding', 'grid_windows', 'grid_merge']
+
+# Eager CPU with fewer window-heads than this: the explicit softmax(q k^T) v is faster than
+# scaled_dot_product_attention, whose fused kernel's set-up then costs more than it saves (measured on 2 cores).
+# `python -m emo.benchmark.tuning` re-measures both ways at 8 to 256 window-heads on another machine.
+MIN_FUSED_WINDOW_HEADS = 64
+
+
+def grid_padding(height: int, width: int, window_size: int) -> Tuple[int, int]:
+    """(bottom, right) zero padding that makes ``height x width`` whole multiples of ``window_size``."""
+    return (window_size - height % window_size) % window_size, (window_size - width % window_size) % window_size
+
+
+@register_notrace_function
+def grid_windows(x: torch.Tensor, window_size: int, always_pad: bool = True) -> torch.Tensor:
+    """The strided-grid windows of NCHW ``x`` as token rows: ``(B * n1 * n2, window_size ** 2, C)``.
+
+    Tokens are taken channels-last (free for a channels-last map), the layout whose last dim is contiguous per
+    head, as ``scaled_dot_product_attention``'s fused kernels take it. Without ``always_pad`` a zero pad (a full
+    copy) is skipped when the map needs none; traces and scripts always pad, to stay valid at any input size.
+    A leaf for torch.fx: its shape arithmetic stays out of traced graphs.
+    """
+    batch, channels, height, width = x.shape
+    pad_b, pad_r = grid_padding(height, width, window_size)
+    tokens = x.permute(0, 2, 3, 1)  # (B, H, W, C)
+    if always_pad or pad_b or pad_r:
+        tokens = F.pad(tokens, [0, 0, 0, pad_r, 0, pad_b])
+    n1 = (height + pad_b) // window_size
+    n2 = (width + pad_r) // window_size
+    windows = tokens.reshape(batch, window_size, n1, window_size, n2, channels).permute(0, 2, 4, 1, 3, 5)
+    return windows.reshape(batch * n1 * n2, window_size * window_size, channels)
+
+
+@register_notrace_function
+def grid_merge(windows: torch.Tensor, batch: int, height: int, width: int, window_size: int) -> torch.Tensor:
+    """Invert :func:`grid_windows` for ``batch`` maps of ``height x width``: NCHW, the padding cropped away."""
+    channels = windows.shape[-1]
+    n1 = (height + window_size - 1) // window_size
+    n2 = (width + window_size - 1) // window_size
+    x = windows.reshape(batch, n1, n2, window_size, window_size, channels).permute(0, 3, 1, 4, 2, 5)
+    x = x.reshape(batch, n1 * window_size, n2 * window_size, channels)[:, :height, :width]
+    return x.permute(0, 3, 1, 2)
+
+
+class GridAttention(nn.Module):
+    """Multi-head self-attention inside the strided-grid windows of :func:`grid_windows`.
+
+    Queries and keys come from one 1x1 conv (with bias; output channels ordered q|k, head, dim_head).
+    The values are the input itself, split into heads: EMO applies attention to the normalised input and
+    expands afterwards (the official ``attn_pre=True``). Padded tokens take part in the softmax unmasked,
+    exactly as in the released model.
+
+    ``fused_attn`` (timm's ``use_fused_attn()``, set at construction) computes the attention with
+    ``F.scaled_dot_product_attention``, else as ``softmax(q k^T * scale) v``; both match the released model.
+    """
+
+    fused_attn: torch.jit.Final[bool]
+
+    def __init__(
+        self,
+        dim: int,
+        dim_head: int,
+        window_size: int = 7,
+        qk_bias: bool = True,
+        device=None,
+        dtype=None,
+    ):
+        super().__init__()
+        if dim % dim_head:
+            raise ValueError(f'attention width {dim} is not a multiple of dim_head {dim_head}')
+        self.dim_head = dim_head
+        self.num_heads = dim // dim_head
+        self.window_size = window_size
+        self.scale = dim_head**-0.5
+        self.fused_attn = use_fused_attn()
+        self.qk = nn.Conv2d(dim, dim * 2, kernel_size=1, bias=qk_bias, device=device, dtype=dtype)
+
+    @torch.jit.unused
+    def _always_pad(self) -> bool:
+        return not is_eager()
+
+    @torch.jit.unused
+    def _few_heads(self, num_windows: int) -> bool:
+        return is_eager() and num_windows * self.num_heads < MIN_FUSED_WINDOW_HEADS
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, channels, height, width = x.shape
+        always_pad = torch.jit.is_scripting() or self._always_pad()
+        windows = grid_windows(x, self.window_size, always_pad)
+        # explicit sizes, no -1: torch.export then keeps batch, height and width symbolic
+        num_windows, num_tokens = windows.shape[0], self.window_size * self.window_size
+        qk = F.linear(windows, self.qk.weight.reshape(2 * channels, channels), self.qk.bias)
+        qk = qk.reshape(num_windows, num_tokens, 2, self.num_heads, self.dim_head).permute(2, 0, 3, 1, 4)
+        q, k = qk[0], qk[1]  # (G, heads, N, dim_head)
+        v = windows.reshape(num_windows, num_tokens, self.num_heads, self.dim_head).transpose(1, 2)
+        if self.fused_attn and (torch.jit.is_scripting() or not self._few_heads(num_windows)):
+            out = F.scaled_dot_product_attention(q, k, v, scale=self.scale)
+        else:
+            # scale after the product, as the released model does
+            attn = (q @ k.transpose(-1, -2) * self.scale).softmax(dim=-1)
+            out = attn @ v
+        out = out.transpose(1, 2).reshape(num_windows, num_tokens, channels)
+        return grid_merge(out, batch, height, width, self.window_size)

@@ -1,0 +1,1 @@
+"""Fine-tuning and evaluation on image folders: ``emo train`` (also ``torchrun -m emo.train``), ``emo validate``."""

@@ -1,0 +1,72 @@
+"""The weight manifest (weights/manifest.json): the released checkpoints and the official figures of each variant.
+
+One file, packaged with the code as ``emo/weights/manifest.json`` (a link to ``weights/manifest.json`` in a checkout,
+a copy in wheels), read by everything that needs a URL, a blob id, an accuracy or a parameter count.
+"""
+
+import functools
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Optional
+
+__all__ = ['MANIFEST', 'ReleasedWeights', 'released_weights', 'released_entry', 'official_figures', 'origin_url']
+
+MANIFEST = Path(__file__).with_name('manifest.json')
+
+
+@dataclass(frozen=True)
+class ReleasedWeights:
+    """One manifest entry: a released checkpoint of one variant."""
+
+    name: str  # 'emo_2m.in1k': the timm model name with its pretrained tag
+    variant: str
+    path: str  # inside the origin repository
+    url: str
+    git_blob_sha1: str
+    dataset: str
+    top1: float
+    top5: float
+    hf_hub_id: Optional[str]  # once published
+
+    @property
+    def tag(self) -> str:
+        return self.name.split('.', 1)[1]
+
+
+@functools.cache
+def _read_manifest(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def manifest() -> dict:
+    """The parsed manifest (read once per path)."""
+    return _read_manifest(MANIFEST)
+
+
+def released_weights() -> Dict[str, ReleasedWeights]:
+    """The manifest's entries by name (``'emo_2m.in1k'``)."""
+    return {name: ReleasedWeights(name=name, **entry) for name, entry in manifest()['weights'].items()}
+
+
+def official_figures() -> Dict[str, dict]:
+    """Per variant, the figures the paper and the official code give: params, GFLOPs, training drop-path rate."""
+    return manifest()['variants']
+
+
+def released_entry(name: str) -> ReleasedWeights:
+    """The entry of ``'emo_2m.in1k'``, or of a bare variant name's default (first) tag."""
+    entries = released_weights()
+    if name in official_figures():
+        name = next(n for n, e in entries.items() if e.variant == name)
+    if name not in entries:
+        raise KeyError(f'no released weights named {name!r}; known: {sorted(entries)}')
+    return entries[name]
+
+
+def origin_url(name: str) -> str:
+    """Download URL of released weights, honouring ``EMO_ORIGIN_URL`` (read at each call)."""
+    entry = released_entry(name)
+    base = os.environ.get('EMO_ORIGIN_URL')
+    return f'{base.rstrip("/")}/{entry.path}' if base else entry.url

@@ -1,0 +1,122 @@
+"""Whole models pickled by emo 0.1.0 (before the package was split into layers/, models/, weights/) still load.
+
+``tests/data/legacy/`` holds files saved by the code of commit 3391efd (``make_legacy.py`` there made them; its
+README says how): a tiny EMO, unfused and fused, with its input and outputs. Their pickles name
+``emo.irmb.IRMB``, ``emo.irmb.ConvBnAct``, ``emo.model.EMO``, ``emo.inference.FusedConv``, ... The Ultralytics
+``best.pt`` files of that commit are tested in test_ultralytics.py.
+"""
+
+import json
+import pickletools
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+import timm
+import torch
+from timm.layers import ConvNormAct
+from timm.utils import reparameterize_model
+
+import emo
+
+LEGACY = Path(__file__).parent / 'data' / 'legacy'
+MODELS = LEGACY / 'emo_models.pt'
+# float rounding between the 0.1.0 arithmetic and today's (token-major attention, another summation order)
+ATOL = 1e-5
+
+
+def _emo_globals(path: Path) -> set:
+    """The emo.* classes a torch.save file names, read from its pickle opcodes (nothing is imported)."""
+    with zipfile.ZipFile(path) as z:
+        data = z.read(next(n for n in z.namelist() if n.endswith('data.pkl')))
+    names, strings = set(), []
+    for op, arg, _ in pickletools.genops(data):
+        if op.name in ('SHORT_BINUNICODE', 'BINUNICODE', 'UNICODE'):
+            strings.append(arg)
+        elif op.name == 'STACK_GLOBAL':
+            names.add(f'{strings[-2]}.{strings[-1]}')
+        elif op.name == 'GLOBAL':
+            names.add(arg.replace(' ', '.'))
+    return {n for n in names if n.startswith('emo.')}
+
+
+def test_the_files_name_the_old_module_paths():
+    # the point of the test data: if these were today's paths, the tests below would prove nothing
+    assert _emo_globals(MODELS) == {
+        'emo.inference.FusedConv',
+        'emo.irmb.ConvBnAct',
+        'emo.irmb.GridAttention',
+        'emo.irmb.IRMB',
+        'emo.model.EMO',
+        'emo.model.EmoStage',
+        'emo.model.Stem',
+    }
+
+
+LOAD_IN_FRESH_PROCESS = """
+import json, sys, torch
+torch.set_num_threads(1)
+assert 'emo' not in sys.modules
+saved = torch.load(sys.argv[1], weights_only=False)  # unpickling imports emo, which maps the old module paths
+with torch.no_grad():
+    diffs = {k: (saved[k](saved['input']) - saved[k + '_out']).abs().max().item() for k in ('unfused', 'fused')}
+print(json.dumps(dict(diffs=diffs, emo=sys.modules['emo'].__file__)))
+"""
+
+
+def test_pickled_models_load_in_a_fresh_process_and_compute_what_they_did(tmp_path):
+    env = {'PYTHONPATH': str(Path(emo.__file__).parents[1]), 'OMP_NUM_THREADS': '1', 'PATH': '/usr/bin:/bin'}
+    result = subprocess.run(
+        [sys.executable, '-c', LOAD_IN_FRESH_PROCESS, str(MODELS)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert Path(report['emo']).parent == Path(emo.__file__).parent
+    assert report['diffs']['unfused'] < ATOL and report['diffs']['fused'] < ATOL, report
+
+
+def test_a_pickled_unfused_model_becomes_todays_model():
+    saved = torch.load(MODELS, weights_only=False)
+    old = saved['unfused']
+    assert type(old) is emo.EMO
+    blocks = [m for m in old.modules() if isinstance(m, emo.IRMB)]
+    assert blocks and all(isinstance(b.conv_local, ConvNormAct) for b in blocks)  # ConvBnAct, rebuilt on load
+    new = emo.EMO(depths=(1, 1, 2, 2), widths=(16, 24, 32, 40), exp_ratios=(2, 2, 2, 2), dim_heads=(None, None, 8, 8),
+                  num_classes=10)  # fmt: skip
+    assert list(old.state_dict()) == list(new.state_dict())
+    new.load_state_dict(old.state_dict())
+    new.eval()
+    x = saved['input']
+    with torch.no_grad():
+        torch.testing.assert_close(new(x), saved['unfused_out'], rtol=0, atol=ATOL)
+        fused = reparameterize_model(old)  # today's fuse() on the old model
+        torch.testing.assert_close(fused(x), saved['fused_out'], rtol=0, atol=ATOL)
+        # and the timm API on it, which uses the pooling module 0.1.0 did not have
+        torch.testing.assert_close(old.forward_head(old.forward_features(x)), saved['unfused_out'], rtol=0, atol=ATOL)
+
+
+def test_old_pickles_save_again_under_todays_paths(tmp_path):
+    saved = torch.load(MODELS, weights_only=False)
+    path = tmp_path / 'resaved.pt'
+    torch.save({'fused': saved['fused'], 'unfused': saved['unfused']}, path)
+    assert not any(n.startswith(('emo.irmb.', 'emo.model.', 'emo.inference.')) for n in _emo_globals(path))
+    again = torch.load(path, weights_only=False)
+    with torch.no_grad():
+        for key in ('fused', 'unfused'):
+            torch.testing.assert_close(again[key](saved['input']), saved[key](saved['input']), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize('old_path', ['emo.irmb', 'emo.model', 'emo.inference'])
+def test_old_module_paths_import(old_path):
+    import importlib
+
+    module = importlib.import_module(old_path)
+    assert module is emo.legacy
+    assert timm.create_model('emo_1m').__class__ is module.EMO
