@@ -21,6 +21,7 @@ from torchvision.models.detection.ssd import SSD
 from torchvision.models.detection.ssdlite import SSDLiteHead
 from torchvision.ops.feature_pyramid_network import ExtraFPNBlock, LastLevelMaxPool, LastLevelP6P7
 
+from .layers import explicit_attention
 from .models import EMO
 from .models.variants import get_variant
 from .weights import create_with_weights
@@ -242,7 +243,8 @@ def detector_gflops(detector: Union[RetinaNet, SSD], height: int, width: int) ->
     what mmdetection's FLOP counts of the paper measure (no pre- or post-processing). Needs fvcore."""
     from fvcore.nn import FlopCountAnalysis
 
-    counter = FlopCountAnalysis(_BackboneAndHead(detector).eval(), torch.zeros(1, 3, height, width))
-    counter.unsupported_ops_warnings(False)
-    counter.uncalled_modules_warnings(False)
-    return counter.total() / 1e9
+    with explicit_attention(_BackboneAndHead(detector).eval()) as model:
+        counter = FlopCountAnalysis(model, torch.zeros(1, 3, height, width))
+        counter.unsupported_ops_warnings(False)
+        counter.uncalled_modules_warnings(False)
+        return counter.total() / 1e9

@@ -15,7 +15,8 @@ import signal
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Callable, Iterator, Union
+from types import ModuleType
+from typing import IO, Any, Callable, Iterator, Union
 
 __all__ = [
     'Terminated',
@@ -74,7 +75,7 @@ def atomic_write_text(path: Union[str, Path], text: str) -> None:
     atomic_write(path, lambda f: f.write(text.encode()))
 
 
-def pyplot():
+def pyplot() -> ModuleType:
     """``matplotlib.pyplot`` on the Agg backend, which draws into files only and needs no display."""
     import matplotlib
 
@@ -84,7 +85,7 @@ def pyplot():
     return plt
 
 
-def save_png(figure, path: Union[str, Path], dpi: int = 100) -> None:
+def save_png(figure: Any, path: Union[str, Path], dpi: int = 100) -> None:
     """:func:`atomic_write` of a matplotlib figure as PNG; the figure is closed afterwards, written or not."""
     import matplotlib.pyplot as plt
 

@@ -2,7 +2,11 @@
 
 import sys
 
-if __name__ == '__main__':
-    from .cli import main
+from .training.train import RUN_FILES, build_parser, main  # the names emo 0.1.0's emo.train had
 
-    sys.exit(main(['train', *sys.argv[1:]]))
+__all__ = ['RUN_FILES', 'build_parser', 'main']
+
+if __name__ == '__main__':
+    from .cli import main as cli_main
+
+    sys.exit(cli_main(['train', *sys.argv[1:]]))

@@ -2,7 +2,11 @@
 
 import sys
 
-if __name__ == '__main__':
-    from .cli import main
+from .training.validate import build_parser, main  # the names emo 0.1.0's emo.validate had
 
-    sys.exit(main(['validate', *sys.argv[1:]]))
+__all__ = ['build_parser', 'main']
+
+if __name__ == '__main__':
+    from .cli import main as cli_main
+
+    sys.exit(cli_main(['validate', *sys.argv[1:]]))

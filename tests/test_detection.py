@@ -152,3 +152,19 @@ def test_ssdlite_learns_generated_shapes():
     trained = _map(model, held_out)
     # torchmetrics gives -1 when it has nothing to score: the ranges catch that as well as a poor model
     assert 0 <= untrained < 0.05 and 0.3 < trained <= 1, (untrained, trained)
+
+
+def test_detector_gflops_count_the_attention_however_it_runs():
+    # fvcore has no count for scaled_dot_product_attention: the count must not depend on timm's fused_attn
+    from timm.layers import set_fused_attn, use_fused_attn
+
+    before = use_fused_attn()
+    counts = {}
+    try:
+        for fused in (True, False):
+            set_fused_attn(fused)
+            counts[fused] = detection.detector_gflops(detection.ssdlite('emo_1m'), 320, 320)
+    finally:
+        set_fused_attn(before)
+    assert counts[True] == counts[False]
+    assert counts[True] == pytest.approx(0.6, abs=0.02)  # docs/detection.md; the paper gives 0.6 for SSDLite EMO-1M

@@ -1,7 +1,8 @@
 """Whole models pickled by emo 0.1.0 (before the package was split into layers/, models/, weights/) still load.
 
 ``tests/data/legacy/`` holds files saved by the code of commit 3391efd (``make_legacy.py`` there made them; its
-README says how): a tiny EMO, unfused and fused, with its input and outputs. Their pickles name
+README says how): a tiny EMO, unfused and fused, and the same EMO with frozen BatchNorms (as a detection backbone
+has them), with their inputs and outputs. Their pickles name
 ``emo.irmb.IRMB``, ``emo.irmb.ConvBnAct``, ``emo.model.EMO``, ``emo.inference.FusedConv``, ... The Ultralytics
 ``best.pt`` files of that commit are tested in test_ultralytics.py.
 """
@@ -23,6 +24,7 @@ import emo
 
 LEGACY = Path(__file__).parent / 'data' / 'legacy'
 MODELS = LEGACY / 'emo_models.pt'
+FROZEN = LEGACY / 'emo_frozen.pt'
 # float rounding between the 0.1.0 arithmetic and today's (token-major attention, another summation order)
 ATOL = 1e-5
 
@@ -98,8 +100,9 @@ def test_a_pickled_unfused_model_becomes_todays_model():
         torch.testing.assert_close(new(x), saved['unfused_out'], rtol=0, atol=ATOL)
         fused = reparameterize_model(old)  # today's fuse() on the old model
         torch.testing.assert_close(fused(x), saved['fused_out'], rtol=0, atol=ATOL)
-        # and the timm API on it, which uses the pooling module 0.1.0 did not have
+        # and the timm API on it, which uses the pooling module 0.1.0 did not have, in the model's mode
         torch.testing.assert_close(old.forward_head(old.forward_features(x)), saved['unfused_out'], rtol=0, atol=ATOL)
+    assert not any(m.training for m in old.modules())
 
 
 def test_old_pickles_save_again_under_todays_paths(tmp_path):
@@ -120,3 +123,43 @@ def test_old_module_paths_import(old_path):
     module = importlib.import_module(old_path)
     assert module is emo.legacy
     assert timm.create_model('emo_1m').__class__ is module.EMO
+
+
+def test_modules_the_old_docs_named_are_their_successors():
+    import emo.checkpoint
+    import emo.export
+    import emo.hub
+
+    assert emo.hub.git_blob_sha1 is emo.weights.git_blob_sha1 and emo.hub.HubUploadError is emo.weights.HubUploadError
+    assert emo.checkpoint.to_timm_layout is emo.weights.to_timm_layout
+    assert emo.export.export_onnx is emo.deploy.export.export_onnx
+
+
+def test_a_pickled_model_with_frozen_batchnorms_loads():
+    # 0.1.0's freeze_batch_norm put torchvision's FrozenBatchNorm2d into the ConvBnAct modules
+    from timm.layers.norm_act import FrozenBatchNormAct2d
+
+    assert 'emo.irmb.ConvBnAct' in _emo_globals(FROZEN)
+    saved = torch.load(FROZEN, weights_only=False)
+    frozen = saved['frozen']
+    locals_ = [b.conv_local for b in frozen.modules() if isinstance(b, emo.IRMB)]
+    assert locals_ and all(isinstance(m, ConvNormAct) and isinstance(m.bn, FrozenBatchNormAct2d) for m in locals_)
+    with torch.no_grad():
+        torch.testing.assert_close(frozen(saved['input']), saved['output'], rtol=0, atol=ATOL)
+
+
+def test_old_attention_takes_todays_fused_attn(monkeypatch):
+    # 0.1.0's fused_attn said 'token-major, after fuse()'; today it chooses SDPA, from timm's setting at load
+    from timm.layers import set_fused_attn, use_fused_attn
+
+    before = use_fused_attn()
+    try:
+        for setting in (False, True):
+            set_fused_attn(setting)
+            saved = torch.load(MODELS, weights_only=False)
+            for model in (saved['unfused'], saved['fused']):
+                attentions = [m for m in model.modules() if isinstance(m, emo.GridAttention)]
+                assert attentions and all(type(m) is emo.GridAttention for m in attentions)
+                assert {m.fused_attn for m in attentions} == {setting}
+    finally:
+        set_fused_attn(before)

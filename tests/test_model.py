@@ -37,18 +37,19 @@ def test_parameter_counts(variant):
 @pytest.mark.parametrize('variant', VARIANT_NAMES)
 def test_fvcore_gflops(variant):
     import fvcore.nn as fvcore
-    from timm.layers import set_fused_attn, use_fused_attn
+    from timm.layers import use_fused_attn
 
-    fused = use_fused_attn()
-    set_fused_attn(False)  # fvcore counts q @ k and attn @ v, and has no count for scaled_dot_product_attention
-    try:
-        model = timm.create_model(variant).eval()
-    finally:
-        set_fused_attn(fused)
-    flops = fvcore.FlopCountAnalysis(model, torch.randn(1, 3, 224, 224))
-    flops.unsupported_ops_warnings(False)
-    flops.uncalled_modules_warnings(False)
-    assert flops.total() / 1e9 == pytest.approx(SPEC_GFLOPS[variant], rel=0.01)
+    from emo.layers import explicit_attention
+
+    model = timm.create_model(variant).eval()
+    # fvcore counts q @ k and attn @ v, and has no count for scaled_dot_product_attention
+    with explicit_attention(model):
+        flops = fvcore.FlopCountAnalysis(model, torch.randn(1, 3, 224, 224))
+        flops.unsupported_ops_warnings(False)
+        flops.uncalled_modules_warnings(False)
+        gflops = flops.total() / 1e9
+    assert gflops == pytest.approx(SPEC_GFLOPS[variant], rel=0.01)
+    assert all(m.fused_attn == use_fused_attn() for m in model.modules() if isinstance(m, GridAttention))  # restored
 
 
 def naive_grid_attention(attn: GridAttention, x: torch.Tensor) -> torch.Tensor:
@@ -341,3 +342,8 @@ def test_channels_last_and_bfloat16():
         out = model.to(torch.bfloat16)(x.to(torch.bfloat16))
     assert out.dtype == torch.bfloat16
     assert F.cosine_similarity(out.float(), expected).min() > 0.99
+
+
+def test_an_activation_fuse_cannot_take_is_refused_at_construction():
+    with pytest.raises(ValueError, match="act_layers must each be one of .'silu', 'gelu'., got .'relu'"):
+        emo.EMO(act_layers=('relu',) * 4)

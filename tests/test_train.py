@@ -110,33 +110,8 @@ def test_short_run_learns_and_validate_agrees(tmp_path):
 
     data = make_image_folders(tmp_path / 'd', train_per_class=64, val_per_class=12, size=48)['train'].parent
     run = tmp_path / 'run'
-    train.main(
-        [
-            '--data',
-            str(data),
-            '--output',
-            str(run),
-            '--epochs',
-            '10',
-            '--model',
-            'emo_1m',
-            '--img-size',
-            '48',
-            '--batch-size',
-            '32',
-            '--workers',
-            '0',
-            '--lr',
-            '1e-3',
-            '--drop-path',
-            '0',
-            '--aa',
-            'none',
-            '--no-progress',
-            '--ema-decay',
-            '0.99',
-        ]
-    )
+    fast = _fast('--img-size', '48', '--batch-size', '32', '--lr', '1e-3', '--seed', '0')
+    train.main(['--data', str(data), '--output', str(run), '--epochs', '10', *fast, '--ema-decay', '0.99'])
     rows = _metrics(run)
     best = max(rows, key=lambda r: float(r['val_top1']))
     untrained_model = timm.create_model('emo_1m', num_classes=4)
@@ -203,7 +178,7 @@ def test_two_process_ddp_agrees_with_one_process(tmp_path, tiny):
         '--drop-path',
         '0',
         '--no-progress',
-    ]
+    ]  # no --batch-size: one process takes 8 images a step, each of the two 4
     one = _emo('train', '--output', tmp_path / 'one', '--batch-size', '8', *common)
     assert one.returncode == 0, one.stderr
     env = dict(os.environ, OMP_NUM_THREADS='1')

@@ -167,6 +167,50 @@ def test_an_ultralytics_that_breaks_the_assumptions_fails_in_one_line(monkeypatc
         _reregister(monkeypatch, lambda d: d)
 
 
+IMPORT_ON_A_BROKEN_ULTRALYTICS = textwrap.dedent("""
+    import json, sys
+    import ultralytics.nn.tasks as tasks
+
+    real = tasks.parse_model
+
+    def parse_model(d, ch, verbose=True):  # as if a release built every layer with (c1, c2) it takes for a Conv
+        raise TypeError('an Ultralytics message\\nover two lines')
+
+    tasks.parse_model = parse_model
+    try:
+        import emo.ultralytics
+    except ImportError as e:
+        message = str(e)
+    else:
+        sys.exit('imported')
+    # Ultralytics is left as it was: its own parse_model, none of emo's YAML names
+    assert tasks.parse_model is parse_model and not hasattr(tasks, 'iRMB') and not hasattr(tasks, 'C2f_iRMB')
+    print(json.dumps(message))
+""")
+
+
+def test_import_on_an_ultralytics_that_breaks_the_assumptions_fails_in_one_line_and_leaves_it_alone(tmp_path):
+    import ultralytics
+
+    env = dict(os.environ, YOLO_OFFLINE='1', YOLO_CONFIG_DIR=str(tmp_path), OMP_NUM_THREADS='1')
+    env['PYTHONPATH'] = os.pathsep.join(filter(None, [str(Path(eu.__file__).parents[2]), env.get('PYTHONPATH')]))
+    result = subprocess.run(
+        [sys.executable, '-c', IMPORT_ON_A_BROKEN_ULTRALYTICS], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    message = json.loads(result.stdout.strip().splitlines()[-1])  # Ultralytics prints its settings file first
+    assert '\n' not in message and f'Ultralytics {ultralytics.__version__}' in message
+    assert message.endswith('parse_model cannot build a C2f_iRMB and an Index (TypeError: an Ultralytics message)')
+
+
+def test_the_supported_range_is_the_extras():
+    import configparser
+
+    config = configparser.ConfigParser()
+    config.read(Path(__file__).parents[1] / 'setup.cfg')
+    assert config['options.extras_require']['yolo'].split() == [f'ultralytics{eu.SUPPORTED_ULTRALYTICS}']
+
+
 # worked out by hand: round(c / 32) heads, lowered to a divisor of c
 @pytest.mark.parametrize(
     'channels, dim_head',

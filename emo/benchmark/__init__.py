@@ -19,17 +19,17 @@ of each architecture, for EMO and its peers alike.
 Memory: activation bytes (weights excluded) at their peak, counted exactly by :class:`ActivationMemory`, for a
 training step with and without ``set_grad_checkpointing()`` and per image for inference.
 
-The package, one file per concern: :mod:`.runner` (the candidates, the timed run, the ratios), :mod:`.timing` (the
-one timing loop), :mod:`.memory` (activation memory), :mod:`.official` (the official arithmetic and the official
-code, the baselines), :mod:`.report` (JSON, Markdown, plot), :mod:`.cli` (``emo bench``) and :mod:`.tuning`
-(``python -m emo.benchmark.tuning``: re-measure the constants tuned by timing).
+The package, one file per concern: :mod:`.runner` (the candidates, the timed run, the ratios; timed by
+:mod:`emo.timing`, the package's one timing loop), :mod:`.memory` (activation memory), :mod:`.official` (the
+official arithmetic and the official code, the baselines), :mod:`.report` (JSON, Markdown, plot), :mod:`.cli`
+(``emo bench``) and :mod:`.tuning` (``python -m emo.benchmark.tuning``: re-measure the constants tuned by timing).
 """
 
+from ..timing import time_interleaved
 from .cli import build_parser, main
 from .memory import ActivationMemory, activation_peak, memory_report
 from .report import format_markdown, write_report
 from .runner import DEFAULT_PEERS, PEER_PAIRS, PEER_TOP1, BenchSettings, check_agreement, run_benchmark
-from .timing import time_interleaved
 
 __all__ = [
     'ActivationMemory',

@@ -17,7 +17,7 @@ the same outputs, on machines where the official code (which needs timm 0.6 and 
 
 import math
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, List, Sequence, Union
 
 import torch
 import torch.nn as nn
@@ -212,7 +212,7 @@ class _FirstOutput(nn.Module):
         return self.model(x)['out']
 
 
-def load_official_code(repo_dir, variant: str, state_dict: Dict[str, torch.Tensor]) -> nn.Module:
+def load_official_code(repo_dir: Union[str, Path], variant: str, state_dict: Dict[str, torch.Tensor]) -> nn.Module:
     """The official implementation itself, from a clone of github.com/zhangzjn/EMO at ``repo_dir``, in eval mode.
 
     It was written for timm 0.6: the modules it imports from there are pointed at their timm 1.x homes, and its

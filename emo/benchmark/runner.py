@@ -11,11 +11,11 @@ import torch
 import torch.nn as nn
 
 from ..models.variants import VARIANTS, get_variant
+from ..timing import summary, time_interleaved
 from ..weights import released_weights, to_official_layout
 from .memory import memory_report
 from .official import load_official_code, official_emo
 from .report import environment
-from .timing import summary, time_interleaved
 
 __all__ = ['BenchSettings', 'Candidate', 'DEFAULT_PEERS', 'PEER_PAIRS', 'PEER_TOP1', 'check_agreement', 'run_benchmark']
 

@@ -20,8 +20,8 @@ import torch
 from timm.utils import reparameterize_model
 
 from ..layers import GridAttention, batch_slices, grid_attention
+from ..timing import summary, time_interleaved
 from .report import environment
-from .timing import summary, time_interleaved
 
 __all__ = ['attention_crossover', 'slice_sizes', 'main']
 

@@ -1,3 +1,5 @@
+"""``python -m emo.cli``: the ``emo`` command."""
+
 import sys
 
 from .main import main

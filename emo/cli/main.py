@@ -148,7 +148,3 @@ def main(argv: Optional[List[str]] = None) -> int:
         _error_line(f'emo {command}: interrupted; files it had finished are intact')
         return 130
     return 0
-
-
-if __name__ == '__main__':
-    sys.exit(main())

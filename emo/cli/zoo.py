@@ -9,8 +9,8 @@ import torch
 from timm.utils import reparameterize_model
 from tqdm import tqdm
 
-from ..benchmark.timing import time_interleaved
 from ..models.variants import VARIANTS
+from ..timing import time_interleaved
 from ..weights import released_weights
 
 __all__ = ['measure_latency', 'zoo_rows', 'format_table']

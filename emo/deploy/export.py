@@ -19,9 +19,9 @@ from typing import Dict, Iterator, List, Optional, Tuple
 import torch
 import torch.nn as nn
 
-from ..benchmark.timing import time_interleaved
 from ..files import atomic_path
 from ..models.variants import VARIANTS
+from ..timing import time_interleaved
 
 __all__ = [
     'FORMATS',

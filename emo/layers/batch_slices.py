@@ -10,8 +10,9 @@ __all__ = ['SLICE_BYTES', 'run_in_slices']
 
 # Largest map a sliced batch may produce. Maps beyond glibc's mmap threshold (at most 32 MiB) come fresh from the
 # kernel on every call and cost a page fault per 4 KiB, which on a small CPU takes longer than the conv itself.
-# Chosen by timing fused models at batch 32 on a 2-core CPU; `python -m emo.benchmark.tuning` re-measures it on
-# another machine (a fused emo_2m at batch 32 with slices of 2 to 32 MiB, interleaved).
+# Chosen by timing fused models at batch 32 on a 2-core machine in an earlier session (its CPU was not recorded; on
+# a later session's Intel Xeon 32 MiB was faster, docs/benchmarks.md). `python -m emo.benchmark.tuning` re-measures
+# it on yours (a fused emo_2m at batch 32 with slices of 2 to 32 MiB, interleaved).
 SLICE_BYTES = 8 << 20
 
 

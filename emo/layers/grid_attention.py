@@ -6,7 +6,8 @@ j + n2 * b)`` for ``a, b`` in ``0..ws-1``, so every window spans the whole image
 trained with these windows and with padded tokens taking part in the softmax unmasked; both are kept.
 """
 
-from typing import Tuple
+import contextlib
+from typing import Iterator, Tuple
 
 import torch
 import torch.nn as nn
@@ -15,11 +16,12 @@ from timm.layers import register_notrace_function, use_fused_attn
 
 from .fused_conv import is_eager
 
-__all__ = ['GridAttention', 'grid_padding', 'grid_windows', 'grid_merge']
+__all__ = ['GridAttention', 'explicit_attention', 'grid_padding', 'grid_windows', 'grid_merge']
 
-# Eager CPU with fewer window-heads than this: the explicit softmax(q k^T) v is faster than
-# scaled_dot_product_attention, whose fused kernel's set-up then costs more than it saves (measured on 2 cores).
-# `python -m emo.benchmark.tuning` re-measures both ways at 8 to 256 window-heads on another machine.
+# Eager CPU with fewer window-heads than this: the explicit softmax(q k^T) v, measured faster there than
+# scaled_dot_product_attention in an earlier session on a 2-core machine (its CPU was not recorded). On the Intel
+# Xeon (AVX-512, AMX) of a later session SDPA was faster at every size (docs/benchmarks.md): the best value depends
+# on the CPU. `python -m emo.benchmark.tuning` measures both ways at 8 to 256 window-heads on yours.
 MIN_FUSED_WINDOW_HEADS = 64
 
 
@@ -104,7 +106,7 @@ class GridAttention(nn.Module):
         batch, channels, height, width = x.shape
         always_pad = torch.jit.is_scripting() or self._always_pad()
         windows = grid_windows(x, self.window_size, always_pad)
-        # explicit sizes, no -1: torch.export then keeps batch, height and width symbolic
+        # explicit sizes, no -1: torch.export then keeps the batch symbolic
         num_windows, num_tokens = windows.shape[0], self.window_size * self.window_size
         qk = F.linear(windows, self.qk.weight.reshape(2 * channels, channels), self.qk.bias)
         qk = qk.reshape(num_windows, num_tokens, 2, self.num_heads, self.dim_head).permute(2, 0, 3, 1, 4)
@@ -118,3 +120,21 @@ class GridAttention(nn.Module):
             out = attn @ v
         out = out.transpose(1, 2).reshape(num_windows, num_tokens, channels)
         return grid_merge(out, batch, height, width, self.window_size)
+
+
+@contextlib.contextmanager
+def explicit_attention(model: nn.Module) -> Iterator[nn.Module]:
+    """``model`` with every :class:`GridAttention` computing ``softmax(q k^T) v`` explicitly inside the block.
+
+    For FLOP counters (fvcore), which count the two matmuls but have no count for
+    ``scaled_dot_product_attention``; the outputs are the same. The attentions' ``fused_attn`` is restored after.
+    """
+    attentions = [m for m in model.modules() if isinstance(m, GridAttention)]
+    before = [m.fused_attn for m in attentions]
+    for m in attentions:
+        m.fused_attn = False
+    try:
+        yield model
+    finally:
+        for m, fused in zip(attentions, before):
+            m.fused_attn = fused

@@ -42,6 +42,7 @@ __all__ = ['EMO', 'IRMB', 'EmoStage', 'Stem', 'checkpoint_filter_fn']
 MIN_INPUT_SIZE = 32  # one stage-4 pixel at stride 32
 GLOBAL_POOL_TYPES = ('', 'avg', 'max', 'avgmax')
 _NORM_LAYERS = {'bn': 'batchnorm2d', 'ln': 'layernorm2d'}  # the short names EMO's arguments and YAMLs use
+ACT_LAYERS = ('silu', 'gelu')  # names for timm's get_act_layer
 
 
 @register_notrace_function
@@ -221,7 +222,6 @@ class Stem(nn.Module):
         keeps the layout it is given.
         """
         if isinstance(self.bn, nn.BatchNorm2d):
-            self.out_chs = self.conv.out_channels
             self.conv = FusedConv.from_conv(fold_bn_after(self.conv, self.bn))
             self.bn = nn.Identity()
         self.channels_last = True
@@ -340,6 +340,8 @@ class EMO(nn.Module):
         super().__init__()
         dd = {'device': device, 'dtype': dtype}
         _check_head_args(num_classes, global_pool)
+        if not set(act_layers) <= set(ACT_LAYERS):
+            raise ValueError(f'act_layers must each be one of {ACT_LAYERS}, got {tuple(act_layers)}')
         self.num_classes = num_classes
         self.in_chans = in_chans
         self.global_pool = global_pool
@@ -386,6 +388,7 @@ class EMO(nn.Module):
         super().__setstate__(state)
         if 'pool' not in self._modules:  # a whole model pickled by emo 0.1.0, which pooled in forward_head
             self.pool = _pool(self.global_pool)
+            self.pool.train(self.training)
 
     @torch.jit.ignore
     def group_matcher(self, coarse: bool = False) -> dict:
@@ -407,7 +410,7 @@ class EMO(nn.Module):
     def get_classifier(self) -> nn.Module:
         return self.head
 
-    def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None, device=None, dtype=None):
+    def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None, device=None, dtype=None) -> None:
         dd = get_device_dtype(self, device=device, dtype=dtype)
         global_pool = self.global_pool if global_pool is None else global_pool
         _check_head_args(num_classes, global_pool)
@@ -544,7 +547,7 @@ def checkpoint_filter_fn(state_dict: dict, model: nn.Module) -> Dict[str, torch.
     """Turn any accepted checkpoint into this model's layout, or fail with one clear message.
 
     Accepts the official release layout (``stage0.0.convs...``), this project's layout, ``{'net', 'net_E'}``
-    wrappers (the EMA copy ``net_E`` is preferred) and a ``module.`` prefix; see :mod:`emo.checkpoint`.
+    wrappers (the EMA copy ``net_E`` is preferred) and a ``module.`` prefix; see :mod:`emo.weights.checkpoint`.
     """
     state_dict = ckpt.to_timm_layout(ckpt.unwrap(state_dict))
     ckpt.check_matches_model(state_dict, model)

@@ -2,11 +2,11 @@
 
 The architecture is written once, in the ``model_args`` of each ``@register_model`` function of
 :mod:`emo.models.emo`; a variant's depths, widths, expansion ratios and head widths are read from the model that
-function builds on the 'meta' device (no memory, no weights), once per variant.
+function builds on the 'meta' device (no memory, no weights) when the table is made, at import.
 """
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Dict, Optional, Tuple
 
 from ..weights.manifest import official_figures
@@ -24,36 +24,29 @@ def _architecture(name: str) -> Dict[str, tuple]:
 
 @dataclass(frozen=True)
 class EmoVariant:
-    """One EMO variant: its official size figures, and its architecture as registered."""
+    """One EMO variant: its official size figures, and its architecture as registered (filled in from the model
+    its ``@register_model`` function builds on 'meta')."""
 
     name: str
     params: int
     gflops: float  # fvcore, 224x224
     drop_path_rate: float  # the official training value (timm's default here is 0, as for all models)
+    depths: Tuple[int, ...] = field(init=False)
+    widths: Tuple[int, ...] = field(init=False)
+    exp_ratios: Tuple[float, ...] = field(init=False)
+    dim_heads: Tuple[Optional[int], ...] = field(init=False)  # None: a stage without attention
+
+    def __post_init__(self) -> None:
+        for key, value in _architecture(self.name).items():
+            object.__setattr__(self, key, value)  # frozen: set once, here
 
     @property
     def title(self) -> str:
         return 'EMO-' + self.name.split('_')[1].upper()
 
     def model_args(self) -> Dict[str, tuple]:
-        """depths, widths, exp_ratios and dim_heads (``None``: a stage without attention), as registered."""
-        return dict(_architecture(self.name))
-
-    @property
-    def depths(self) -> Tuple[int, ...]:
-        return _architecture(self.name)['depths']
-
-    @property
-    def widths(self) -> Tuple[int, ...]:
-        return _architecture(self.name)['widths']
-
-    @property
-    def exp_ratios(self) -> Tuple[float, ...]:
-        return _architecture(self.name)['exp_ratios']
-
-    @property
-    def dim_heads(self) -> Tuple[Optional[int], ...]:
-        return _architecture(self.name)['dim_heads']
+        """depths, widths, exp_ratios and dim_heads, as registered."""
+        return dict(depths=self.depths, widths=self.widths, exp_ratios=self.exp_ratios, dim_heads=self.dim_heads)
 
 
 VARIANTS: Dict[str, EmoVariant] = {

@@ -23,7 +23,7 @@ def evaluate(
 ) -> Dict:
     """Top-1/top-5 accuracy (%), mean cross-entropy, and the confusion matrix (rows: true class) over ``loader``.
 
-    ``loader`` yields ``(images, targets)`` or :class:`~emo.data.ReadableBatch`; the unreadable images of the
+    ``loader`` yields ``(images, targets)`` or :class:`~emo.training.data.ReadableBatch`; the unreadable images of the
     latter are left out of every number (``count`` is the images really evaluated) and added to ``skipped``.
     """
     was_training = model.training

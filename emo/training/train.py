@@ -10,7 +10,7 @@ through the model's ``group_matcher``), ``create_scheduler_v2``, ``ModelEmaV3``,
   ``CheckpointSaver`` deletes the old file before renaming, so a kill at that moment leaves none), and they hold
   everything a resume needs: model, EMA, optimizer, scheduler, AMP scaler and epoch (random number generators are
   seeded from the seed, the epoch and the rank at the start of every epoch, so they need no saving);
-* the folder indexing (:class:`emo.data.SkippingImageFolder`): every image the folder checks count, with its
+* the folder indexing (:class:`emo.training.data.SkippingImageFolder`): every image the folder checks count, with its
   class folder's label, and unreadable ones dropped from their batches.
 
 What a run will not do (docs/reliability.md): write into a folder that holds another run unless told to

@@ -53,10 +53,12 @@ except ImportError as e:  # pragma: no cover - exercised only without the extra
 from ..models import IRMB
 from ..models.variants import get_variant
 from ..weights import create_with_weights
+from ..weights.errors import first_line
 
 __all__ = ['iRMB', 'C2f_iRMB', 'EMOBackbone', 'cfg', 'configs', 'attention_dim_head', 'CFG_DIR']
 
 CFG_DIR = Path(__file__).parent / 'cfg'
+SUPPORTED_ULTRALYTICS = '>=8.4,<9'  # the yolo extra of setup.cfg (tests/test_ultralytics.py checks they agree)
 SCALES = ('n', 's', 'm', 'l', 'x')
 _NORMS = ('bn', 'ln')
 
@@ -285,8 +287,8 @@ def _prepare_rows(d: dict, ch: int) -> dict:
 
 def _unsupported(what: str) -> ImportError:
     return ImportError(
-        f'emo.ultralytics does not work with Ultralytics {ultralytics.__version__} (emo supports ultralytics>=8.4,<9; '
-        f'pip install "ultralytics>=8.4,<9"): {what}'
+        f'emo.ultralytics does not work with Ultralytics {ultralytics.__version__} (emo supports '
+        f'ultralytics{SUPPORTED_ULTRALYTICS}; pip install "ultralytics{SUPPORTED_ULTRALYTICS}"): {what}'
     )
 
 
@@ -350,7 +352,9 @@ def _check_assumptions() -> None:
         shape = (layers[0].cv1.conv.in_channels, layers[0].cv2.conv.out_channels, len(layers[0].m))
         index_width = layers[2].conv.in_channels
     except Exception as e:  # noqa: BLE001 - whatever a changed parse_model raises, the user gets one line
-        raise _unsupported(f'parse_model cannot build a C2f_iRMB and an Index ({type(e).__name__}: {e})') from e
+        raise _unsupported(
+            f'parse_model cannot build a C2f_iRMB and an Index ({type(e).__name__}: {first_line(e)})'
+        ) from e
     if type(layers[0]) is not C2f_iRMB or shape != (3, 16, 2) or index_width != 24:
         raise _unsupported(
             f"parse_model no longer gives C2f's channel and repeat arithmetic to equal layers, or Index its width: "
@@ -364,20 +368,35 @@ def _check_assumptions() -> None:
         raise _unsupported('initialize_weights resets BatchNorm subclasses, which breaks a pretrained EMOBackbone')
 
 
-def _register() -> None:
-    """Make the YAML names resolvable by parse_model and install the wrapper once (also on a module reload)."""
+def _set_parse_model(parse_model: Any) -> None:
     import ultralytics.nn as ultralytics_nn
 
+    _tasks.parse_model = parse_model
+    if hasattr(ultralytics_nn, 'parse_model'):
+        ultralytics_nn.parse_model = parse_model  # the package re-exports it
+
+
+def _register() -> None:
+    """Make the YAML names resolvable by parse_model and install the wrapper once (also on a module reload)."""
     for name, layer in _YAML_LAYERS.items():
         setattr(_tasks, name, layer)  # parse_model resolves YAML names from this module's globals
-    parse_model = getattr(_tasks.parse_model, 'emo_original', _tasks.parse_model)
-    _tasks.parse_model = _wrap_parse_model(parse_model)
-    if hasattr(ultralytics_nn, 'parse_model'):
-        ultralytics_nn.parse_model = _tasks.parse_model  # the package re-exports it
+    _set_parse_model(_wrap_parse_model(getattr(_tasks.parse_model, 'emo_original', _tasks.parse_model)))
+
+
+def _unregister() -> None:
+    """Leave Ultralytics as it was before :func:`_register`: its own parse_model, none of our names."""
+    for name in _YAML_LAYERS:
+        if getattr(_tasks, name, None) is _YAML_LAYERS[name]:
+            delattr(_tasks, name)
+    _set_parse_model(getattr(_tasks.parse_model, 'emo_original', _tasks.parse_model))
 
 
 _register()
-_check_assumptions()
+try:
+    _check_assumptions()
+except ImportError:
+    _unregister()  # an Ultralytics we do not fit keeps working for everything else
+    raise
 
 
 def _base_name(name: str) -> str:

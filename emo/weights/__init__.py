@@ -3,9 +3,9 @@ Hugging Face Hub folders (``emo convert``, ``emo push``), and what ``pretrained=
 
 from .checkpoint import arch_of, check_matches_model, load_into, read_checkpoint, unwrap
 from .download import cached_path, digest_path, fetch_official, git_blob_sha1
-from .errors import CheckpointError, HubUploadError, WeightsUnavailableError, hub_org
+from .errors import CheckpointError, HubUploadError, WeightsUnavailableError
 from .hub_folder import HUB_FILES, convert_official, model_card, push_folder, write_hub_folder
-from .manifest import ReleasedWeights, origin_url, released_weights
+from .manifest import ReleasedWeights, hub_org, origin_url, released_weights
 from .official_layout import is_official_layout, to_official_layout, to_timm_layout
 from .pretrained import create_with_weights
 

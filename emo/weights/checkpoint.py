@@ -17,7 +17,7 @@ import logging
 import os
 import pickle
 import zipfile
-from typing import Dict, List, Mapping, Optional, Tuple
+from typing import Dict, List, Mapping, Optional, Tuple, Union
 
 import torch
 from timm.models import clean_state_dict
@@ -35,7 +35,13 @@ __all__ = [
     'arch_of',
     'check_matches_model',
     'load_into',
+    'check_variant',
+    'save_safetensors',
 ]
+
+# one key only: safetensors writes its metadata map in a random order, and conversion must give the same bytes
+# every time (the source's blob id is in the model card instead)
+SAFETENSORS_METADATA = {'format': 'pt'}
 
 _logger = logging.getLogger(__name__)
 
@@ -244,3 +250,17 @@ def load_into(model: torch.nn.Module, checkpoint: Mapping, strict: bool = True) 
             )
     result = model.load_state_dict(state_dict, strict=strict)
     return list(result.missing_keys)
+
+
+def check_variant(state_dict: Mapping[str, torch.Tensor], variant: str) -> None:
+    """Raise a :class:`CheckpointError` unless ``state_dict`` (this project's layout) is ``variant``'s weights."""
+    import timm
+
+    check_matches_model(state_dict, timm.create_model(variant, device='meta'))
+
+
+def save_safetensors(state_dict: Mapping[str, torch.Tensor], path: Union[str, os.PathLike]) -> None:
+    """Write ``state_dict`` as safetensors, the same bytes for the same tensors (keys in order, contiguous)."""
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in sorted(state_dict.items())}, path, metadata=SAFETENSORS_METADATA)

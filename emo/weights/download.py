@@ -24,10 +24,9 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Union
+from typing import Any, Optional, Union
 
 import torch
-from safetensors.torch import save_file
 from tqdm import tqdm
 
 from ..files import atomic_write, sigterm_raises
@@ -36,18 +35,9 @@ from .errors import CheckpointError, WeightsUnavailableError
 from .manifest import origin_url, released_entry
 from .official_layout import to_timm_layout
 
-__all__ = ['fetch_official', 'cached_path', 'digest_path', 'git_blob_sha1', 'check_variant', 'contiguous_sorted']
-
-
-def contiguous_sorted(state_dict: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-    """The tensors in key order and contiguous, so that safetensors writes the same bytes every time."""
-    return {k: v.contiguous() for k, v in sorted(state_dict.items())}
-
+__all__ = ['fetch_official', 'cached_path', 'digest_path', 'git_blob_sha1']
 
 _logger = logging.getLogger(__name__)
-# one key only: safetensors writes its metadata map in a random order, and conversion must give the same bytes
-# every time (the source's blob id is in the model card instead)
-SAFETENSORS_METADATA = {'format': 'pt'}
 DIGEST_SUFFIX = '.sha256'  # beside each cached .safetensors: its sha256, in sha256sum's format
 # limits of one download from the origin, each overridable by its environment variable (read at each download):
 # the socket timeout alone bounds each read, so a server that trickles a few bytes at a time could stall forever
@@ -114,7 +104,7 @@ def _cache_problem(final: Path, variant: str) -> Optional[str]:
     with open(final, 'rb'):  # a permission error here, before read_checkpoint could call it unreadable weights
         pass
     try:
-        check_variant(ckpt.read_checkpoint(final), variant)
+        ckpt.check_variant(ckpt.read_checkpoint(final), variant)
     except CheckpointError as e:
         return str(e)
     try:
@@ -272,9 +262,9 @@ def fetch_official(
                     f'{entry.name}: refused (nothing was cached). Check EMO_ORIGIN_URL or the mirror.'
                 )
             state_dict = to_timm_layout(ckpt.unwrap(ckpt.read_checkpoint(raw)))
-            check_variant(state_dict, entry.variant)
+            ckpt.check_variant(state_dict, entry.variant)
             converted = scratch / 'model.safetensors'
-            save_file(contiguous_sorted(state_dict), converted, metadata=SAFETENSORS_METADATA)
+            ckpt.save_safetensors(state_dict, converted)
             digest = scratch / 'model.safetensors.sha256'
             digest.write_bytes(_digest_line(converted, final.name))
             os.replace(converted, final)
@@ -283,10 +273,3 @@ def fetch_official(
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
     return final
-
-
-def check_variant(state_dict: Mapping[str, torch.Tensor], variant: str) -> None:
-    """Raise a :class:`CheckpointError` unless ``state_dict`` (this project's layout) is ``variant``'s weights."""
-    import timm
-
-    ckpt.check_matches_model(state_dict, timm.create_model(variant, device='meta'))

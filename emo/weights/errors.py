@@ -1,9 +1,10 @@
 """The errors of getting weights, and the one-line messages for what huggingface_hub and safetensors raise."""
 
 import importlib
-import os
 from pathlib import Path
-from typing import Any, List, Optional, Tuple
+from typing import Any, List, Tuple
+
+from .manifest import HUB_WEIGHTS_FILE, hub_org
 
 __all__ = [
     'CheckpointError',
@@ -14,8 +15,6 @@ __all__ = [
     'hub_unavailable',
     'unreadable_weights',
 ]
-
-HUB_WEIGHTS_FILE = 'model.safetensors'
 
 
 class CheckpointError(ValueError):
@@ -28,11 +27,6 @@ class WeightsUnavailableError(RuntimeError):
 
 class HubUploadError(RuntimeError):
     """A hub folder could not be uploaded: the Hub was unreachable, or refused the login, the repo or the commit."""
-
-
-def hub_org() -> Optional[str]:
-    """The Hugging Face Hub organisation that ``pretrained=True`` loads from, if ``EMO_HUB_ORG`` names one."""
-    return os.environ.get('EMO_HUB_ORG') or None
 
 
 def first_line(error: BaseException, after: str = '') -> str:

@@ -13,12 +13,11 @@ from pathlib import Path
 from typing import Callable, Mapping, Optional, Union
 
 import torch
-from safetensors.torch import save_file
 
 from . import checkpoint as ckpt
-from .download import SAFETENSORS_METADATA, check_variant, contiguous_sorted, git_blob_sha1
-from .errors import HUB_WEIGHTS_FILE, CheckpointError, HubUploadError, first_line, hub_errors
-from .manifest import ReleasedWeights, manifest, official_figures, released_weights
+from .download import git_blob_sha1
+from .errors import CheckpointError, HubUploadError, first_line, hub_errors
+from .manifest import HUB_WEIGHTS_FILE, ReleasedWeights, manifest, official_figures, released_weights
 from .official_layout import to_timm_layout
 
 __all__ = [
@@ -173,13 +172,13 @@ def write_hub_folder(
     if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
         raise FileExistsError(f'{out_dir} is not empty; choose a new folder or pass --overwrite')
     state_dict = dict(state_dict)
-    check_variant(state_dict, variant)
+    ckpt.check_variant(state_dict, variant)
     name = f'{variant}.{tag}'
     entry = released_weights().get(name)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f'.{out_dir.name}-', dir=out_dir.parent))
     try:
-        save_file(contiguous_sorted(state_dict), scratch / HUB_WEIGHTS_FILE, metadata=SAFETENSORS_METADATA)
+        ckpt.save_safetensors(state_dict, scratch / HUB_WEIGHTS_FILE)
         config = json.dumps(hub_config(variant, tag), indent=2, sort_keys=False) + '\n'
         (scratch / 'config.json').write_text(config)
         (scratch / 'README.md').write_text(model_card(entry, variant, source_name, source_blob, repo_id))
@@ -250,7 +249,7 @@ def push_folder(
         raise _config_error(config_path, _shape_error(config_path) or e) from e
     if not isinstance(architecture, str) or architecture not in official_figures():
         raise ValueError(f'{config_path} names architecture {architecture!r}, not an EMO variant')
-    check_variant(ckpt.read_checkpoint(folder / HUB_WEIGHTS_FILE), architecture)
+    ckpt.check_variant(ckpt.read_checkpoint(folder / HUB_WEIGHTS_FILE), architecture)
     left_out = sorted(p.name + ('/' if p.is_dir() else '') for p in folder.iterdir() if p.name not in HUB_FILES)
     if left_out:
         report(f'left out of the upload (emo convert does not write them): {", ".join(left_out)}')

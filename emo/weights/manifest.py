@@ -11,9 +11,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Optional
 
-__all__ = ['MANIFEST', 'ReleasedWeights', 'released_weights', 'released_entry', 'official_figures', 'origin_url']
+__all__ = [
+    'HUB_WEIGHTS_FILE',
+    'MANIFEST',
+    'ReleasedWeights',
+    'hub_org',
+    'official_figures',
+    'origin_url',
+    'released_entry',
+    'released_weights',
+]
 
 MANIFEST = Path(__file__).with_name('manifest.json')
+HUB_WEIGHTS_FILE = 'model.safetensors'  # the weights file of a Hub folder (emo convert, emo push, timm's loaders)
 
 
 @dataclass(frozen=True)
@@ -70,3 +80,8 @@ def origin_url(name: str) -> str:
     entry = released_entry(name)
     base = os.environ.get('EMO_ORIGIN_URL')
     return f'{base.rstrip("/")}/{entry.path}' if base else entry.url
+
+
+def hub_org() -> Optional[str]:
+    """The Hugging Face Hub organisation that ``pretrained=True`` loads from, if ``EMO_HUB_ORG`` names one."""
+    return os.environ.get('EMO_HUB_ORG') or None

@@ -16,8 +16,8 @@ from timm.models import resolve_pretrained_cfg
 
 from .checkpoint import read_checkpoint
 from .download import fetch_official
-from .errors import HUB_WEIGHTS_FILE, WeightsUnavailableError, hub_errors, hub_org, hub_unavailable, unreadable_weights
-from .manifest import released_weights
+from .errors import WeightsUnavailableError, hub_errors, hub_unavailable, unreadable_weights
+from .manifest import HUB_WEIGHTS_FILE, hub_org, released_weights
 
 __all__ = ['prepare_pretrained', 'load_errors_explained', 'create_with_weights']
 

@@ -3,6 +3,7 @@
 Files written to OUT (default /tmp/legacy_out):
 
   emo_models.pt            torch.save of a dict with a tiny emo.model.EMO, unfused and fused, its input and outputs
+  emo_frozen.pt            the same EMO with its BatchNorms frozen by emo.detection.freeze_batch_norm, input, output
   yolo_best.pt             a real Ultralytics best.pt (1 epoch) of a tiny YAML with the iRMB and C2f_iRMB layers
   yolo_best_expected.pt    {'input', 'output', ...}: what YOLO('yolo_best.pt') computes on a seeded input
   yolo_emo_backbone_best.pt, yolo_emo_backbone_best_expected.pt: the same for a tiny YAML on EMOBackbone('emo_1m')
@@ -211,6 +212,31 @@ def step_emo() -> None:
     print(path, path.stat().st_size)
 
 
+def step_frozen() -> None:
+    """emo_frozen.pt: the tiny EMO of emo_models.pt with its BatchNorms frozen by emo.detection.freeze_batch_norm
+    (torchvision's FrozenBatchNorm2d, as detection backbones with pretrained weights have them)."""
+    _setup()
+    import copy
+
+    import torch
+    from emo.model import EMO
+
+    from emo.detection import freeze_batch_norm
+
+    torch.manual_seed(0)
+    m = EMO(depths=(1, 1, 2, 2), widths=(16, 24, 32, 40), exp_ratios=(2, 2, 2, 2), dim_heads=(None, None, 8, 8),
+            num_classes=10)  # fmt: skip
+    _randomize_norms(m)
+    frozen = freeze_batch_norm(copy.deepcopy(m)).eval()
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        out = frozen(x)
+        assert (out - m.eval()(x)).abs().max().item() < 1e-5
+    path = OUT / 'emo_frozen.pt'
+    torch.save({'frozen': frozen, 'input': x, 'output': out}, path)
+    print(path, path.stat().st_size)
+
+
 sys.path.insert(0, str(HERE.parents[2]))  # tests/yolo_data.py: the data set of tests/test_ultralytics.py
 from yolo_data import offline_font as _offline_font  # noqa: E402
 from yolo_data import write_dataset  # noqa: E402,F401
@@ -365,6 +391,7 @@ def step_all() -> None:
     WORK.mkdir(parents=True, exist_ok=True)
     OUT.mkdir(parents=True, exist_ok=True)
     _fresh('emo')
+    _fresh('frozen')
     for name in YOLOS:
         _fresh('train', name)
         _fresh('expected', name)
@@ -378,6 +405,7 @@ if __name__ == '__main__':
     {
         'all': step_all,
         'emo': step_emo,
+        'frozen': step_frozen,
         'train': step_train,
         'expected': step_expected,
         'verify': step_verify,
