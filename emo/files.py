@@ -5,13 +5,16 @@
   the target (same folder, so the rename cannot cross file systems), are flushed to disk, and are renamed over
   the target last: a reader sees the old file or the new one, never a mix. :func:`atomic_write_text` and
   :func:`save_png` are it for text and for a matplotlib figure (drawn with :func:`pyplot`).
+* :func:`scratch_folder`: the same for results of several files (a Hub folder, a download and its digest).
 * :func:`sigterm_raises`: inside it, SIGTERM (what ``kill``, ``torchrun`` and schedulers send) raises
   :class:`Terminated`, so ``finally`` blocks run and remove their temporaries, as for Ctrl-C.
 * :func:`remove_stale_temporaries`: a SIGKILL runs no ``finally``; the next run removes what the killed one left.
 """
 
 import os
+import shutil
 import signal
+import tempfile
 import threading
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,6 +30,7 @@ __all__ = [
     'pyplot',
     'temporary_name',
     'remove_stale_temporaries',
+    'scratch_folder',
     'sigterm_raises',
 ]
 
@@ -62,6 +66,20 @@ def atomic_path(path: Union[str, Path]) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+@contextmanager
+def scratch_folder(parent: Union[str, Path], prefix: str) -> Iterator[Path]:
+    """A new hidden folder in ``parent`` (``prefix`` starts its name), removed with what is left in it at the end.
+
+    For results of several files: written here, then moved into place one ``os.replace`` each, so a reader never
+    sees a half-written one, and on the same file system as their destination.
+    """
+    folder = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def atomic_write(path: Union[str, Path], write: Callable[[IO[bytes]], None]) -> None:

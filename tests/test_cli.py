@@ -104,3 +104,11 @@ def test_predict_errors_are_clear(tmp_path, official_files):
     not_image.write_text('not an image')
     bad = run_emo('predict', str(not_image), '--model', 'emo_1m', '--weights', str(official_files['emo_1m']))
     assert bad.returncode == 1 and 'not a readable image' in bad.stderr
+    # a missing image is named first, not a download failure of the weights (the origin is unreachable here too)
+    missing = run_emo(
+        'predict', str(tmp_path / 'nope.jpg'), '--model', 'emo_1m',
+        env={'EMO_ORIGIN_URL': closed_port_url(), 'TORCH_HOME': str(tmp_path / 'torch')},
+    )  # fmt: skip
+    assert missing.returncode == 1 and missing.stderr.strip().splitlines() == [
+        f"emo predict: error: no image file '{tmp_path / 'nope.jpg'}'; give the paths of image files"
+    ]

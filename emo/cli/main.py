@@ -1,6 +1,7 @@
 """The ``emo`` command: zoo, predict, convert, push, export, bench, train and validate."""
 
 import argparse
+import os
 import sys
 from typing import List, Optional
 
@@ -31,6 +32,9 @@ def _cmd_zoo(args: argparse.Namespace) -> int:
 def _cmd_predict(args: argparse.Namespace) -> int:
     from .predict import load_classifier, predict_images
 
+    missing = [path for path in args.images if not os.path.isfile(path)]
+    if missing:  # before the weights: a download must not come first and fail in its own words
+        raise FileNotFoundError(f'no image file {", ".join(map(repr, missing))}; give the paths of image files')
     model = load_classifier(args.model, args.weights)
     results = predict_images(model, args.images, top_k=args.top_k)
     for path, preds in zip(args.images, results):

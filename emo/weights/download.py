@@ -18,8 +18,6 @@ import http.client
 import logging
 import os
 import re
-import shutil
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -29,7 +27,7 @@ from typing import Any, Optional, Union
 import torch
 from tqdm import tqdm
 
-from ..files import atomic_write, sigterm_raises
+from ..files import atomic_write, scratch_folder, sigterm_raises
 from . import checkpoint as ckpt
 from .errors import CheckpointError, WeightsUnavailableError
 from .manifest import origin_url, released_entry
@@ -243,33 +241,30 @@ def fetch_official(
         sidecar.unlink(missing_ok=True)  # the digest of a file someone deleted
     url = url or origin_url(entry.name)
     final.parent.mkdir(parents=True, exist_ok=True)
-    with sigterm_raises():  # a stop signal unwinds through the finally below instead of killing the process
-        scratch = Path(tempfile.mkdtemp(prefix='.emo-download-', dir=final.parent))
+    # a stop signal unwinds through the scratch folder's removal instead of killing the process
+    with sigterm_raises(), scratch_folder(final.parent, '.emo-download-') as scratch:
+        raw = scratch / 'net.pth'
         try:
-            raw = scratch / 'net.pth'
-            try:
-                _download(url, raw, progress)
-            except WeightsUnavailableError as e:
-                raise WeightsUnavailableError(
-                    f'{corrupt}could not download the {entry.name} weights: {e}. Offline? Fetch {entry.url} '
-                    f"elsewhere, then load it with timm.create_model('{entry.variant}', pretrained=True, "
-                    f"pretrained_cfg_overlay=dict(file='net.pth')), or 'emo predict --weights net.pth'"
-                ) from e
-            blob = git_blob_sha1(raw)
-            if blob != entry.git_blob_sha1:
-                raise WeightsUnavailableError(
-                    f'{url} served a file whose git blob id is {blob}, not the released {entry.git_blob_sha1} of '
-                    f'{entry.name}: refused (nothing was cached). Check EMO_ORIGIN_URL or the mirror.'
-                )
-            state_dict = to_timm_layout(ckpt.unwrap(ckpt.read_checkpoint(raw)))
-            ckpt.check_variant(state_dict, entry.variant)
-            converted = scratch / 'model.safetensors'
-            ckpt.save_safetensors(state_dict, converted)
-            digest = scratch / 'model.safetensors.sha256'
-            digest.write_bytes(_digest_line(converted, final.name))
-            os.replace(converted, final)
-            os.replace(digest, sidecar)  # after the weights: a digest never stands beside a file it does not describe
-            _logger.info('cached %s (git blob %s) as %s', url, blob, final)
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
+            _download(url, raw, progress)
+        except WeightsUnavailableError as e:
+            raise WeightsUnavailableError(
+                f'{corrupt}could not download the {entry.name} weights: {e}. Offline? Fetch {entry.url} '
+                f"elsewhere, then load it with timm.create_model('{entry.variant}', pretrained=True, "
+                f"pretrained_cfg_overlay=dict(file='net.pth')), or 'emo predict --weights net.pth'"
+            ) from e
+        blob = git_blob_sha1(raw)
+        if blob != entry.git_blob_sha1:
+            raise WeightsUnavailableError(
+                f'{url} served a file whose git blob id is {blob}, not the released {entry.git_blob_sha1} of '
+                f'{entry.name}: refused (nothing was cached). Check EMO_ORIGIN_URL or the mirror.'
+            )
+        state_dict = to_timm_layout(ckpt.unwrap(ckpt.read_checkpoint(raw)))
+        ckpt.check_variant(state_dict, entry.variant)
+        converted = scratch / 'model.safetensors'
+        ckpt.save_safetensors(state_dict, converted)
+        digest = scratch / 'model.safetensors.sha256'
+        digest.write_bytes(_digest_line(converted, final.name))
+        os.replace(converted, final)
+        os.replace(digest, sidecar)  # after the weights: a digest never stands beside a file it does not describe
+        _logger.info('cached %s (git blob %s) as %s', url, blob, final)
     return final

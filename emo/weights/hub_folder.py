@@ -7,13 +7,12 @@ Importing this module also makes timm's ``local-dir:`` loader report a config.js
 import functools
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Callable, Mapping, Optional, Union
 
 import torch
 
+from ..files import scratch_folder
 from . import checkpoint as ckpt
 from .download import git_blob_sha1
 from .errors import CheckpointError, HubUploadError, first_line, hub_errors
@@ -176,8 +175,7 @@ def write_hub_folder(
     name = f'{variant}.{tag}'
     entry = released_weights().get(name)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f'.{out_dir.name}-', dir=out_dir.parent))
-    try:
+    with scratch_folder(out_dir.parent, f'.{out_dir.name}-') as scratch:
         ckpt.save_safetensors(state_dict, scratch / HUB_WEIGHTS_FILE)
         config = json.dumps(hub_config(variant, tag), indent=2, sort_keys=False) + '\n'
         (scratch / 'config.json').write_text(config)
@@ -185,8 +183,6 @@ def write_hub_folder(
         out_dir.mkdir(exist_ok=True)
         for file in (HUB_WEIGHTS_FILE, 'config.json', 'README.md'):
             os.replace(scratch / file, out_dir / file)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
     return out_dir
 
 
