@@ -8,15 +8,14 @@ has them), with their inputs and outputs. Their pickles name
 """
 
 import json
-import pickletools
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import pytest
 import timm
 import torch
+from pickle_globals import pickle_globals
 from timm.layers import ConvNormAct
 from timm.utils import reparameterize_model
 
@@ -30,18 +29,7 @@ ATOL = 1e-5
 
 
 def _emo_globals(path: Path) -> set:
-    """The emo.* classes a torch.save file names, read from its pickle opcodes (nothing is imported)."""
-    with zipfile.ZipFile(path) as z:
-        data = z.read(next(n for n in z.namelist() if n.endswith('data.pkl')))
-    names, strings = set(), []
-    for op, arg, _ in pickletools.genops(data):
-        if op.name in ('SHORT_BINUNICODE', 'BINUNICODE', 'UNICODE'):
-            strings.append(arg)
-        elif op.name == 'STACK_GLOBAL':
-            names.add(f'{strings[-2]}.{strings[-1]}')
-        elif op.name == 'GLOBAL':
-            names.add(arg.replace(' ', '.'))
-    return {n for n in names if n.startswith('emo.')}
+    return {n for n in pickle_globals(path) if n.startswith('emo.')}
 
 
 def test_the_files_name_the_old_module_paths():

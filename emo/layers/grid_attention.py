@@ -95,24 +95,25 @@ class GridAttention(nn.Module):
         self.qk = nn.Conv2d(dim, dim * 2, kernel_size=1, bias=qk_bias, device=device, dtype=dtype)
 
     @torch.jit.unused
-    def _always_pad(self) -> bool:
-        return not is_eager()
+    def _eager(self) -> bool:
+        return is_eager()
 
     @torch.jit.unused
     def _few_heads(self, num_windows: int) -> bool:
-        return is_eager() and num_windows * self.num_heads < MIN_FUSED_WINDOW_HEADS
+        return num_windows * self.num_heads < MIN_FUSED_WINDOW_HEADS
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, channels, height, width = x.shape
-        always_pad = torch.jit.is_scripting() or self._always_pad()
-        windows = grid_windows(x, self.window_size, always_pad)
+        # traces and scripts must stay valid at any input size: they always pad, and always take SDPA when fused
+        eager = not torch.jit.is_scripting() and self._eager()
+        windows = grid_windows(x, self.window_size, always_pad=not eager)
         # explicit sizes, no -1: torch.export then keeps the batch symbolic
         num_windows, num_tokens = windows.shape[0], self.window_size * self.window_size
         qk = F.linear(windows, self.qk.weight.reshape(2 * channels, channels), self.qk.bias)
         qk = qk.reshape(num_windows, num_tokens, 2, self.num_heads, self.dim_head).permute(2, 0, 3, 1, 4)
         q, k = qk[0], qk[1]  # (G, heads, N, dim_head)
         v = windows.reshape(num_windows, num_tokens, self.num_heads, self.dim_head).transpose(1, 2)
-        if self.fused_attn and (torch.jit.is_scripting() or not self._few_heads(num_windows)):
+        if self.fused_attn and not (eager and self._few_heads(num_windows)):
             out = F.scaled_dot_product_attention(q, k, v, scale=self.scale)
         else:
             # scale after the product, as the released model does

@@ -549,7 +549,7 @@ def checkpoint_filter_fn(state_dict: dict, model: nn.Module) -> Dict[str, torch.
     Accepts the official release layout (``stage0.0.convs...``), this project's layout, ``{'net', 'net_E'}``
     wrappers (the EMA copy ``net_E`` is preferred) and a ``module.`` prefix; see :mod:`emo.weights.checkpoint`.
     """
-    state_dict = ckpt.to_timm_layout(ckpt.unwrap(state_dict))
+    state_dict = ckpt.to_timm_state_dict(state_dict)
     ckpt.check_matches_model(state_dict, model)
     return state_dict
 

@@ -29,6 +29,7 @@ __all__ = [
     'CheckpointError',
     'read_checkpoint',
     'unwrap',
+    'to_timm_state_dict',
     'is_official_layout',
     'to_timm_layout',
     'to_official_layout',
@@ -175,6 +176,11 @@ def unwrap(checkpoint: Mapping) -> Dict[str, torch.Tensor]:
     return clean_state_dict(dict(checkpoint))  # strips DDP's module. and torch.compile's _orig_mod.
 
 
+def to_timm_state_dict(checkpoint: Mapping) -> Dict[str, torch.Tensor]:
+    """The state dict of any accepted checkpoint (see the module doc), in this project's layout."""
+    return to_timm_layout(unwrap(checkpoint))
+
+
 def arch_of(state_dict: Mapping) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
     """Stage depths and widths of a state dict in this project's layout."""
     blocks: Dict[int, Dict[int, int]] = {}
@@ -237,7 +243,7 @@ def load_into(model: torch.nn.Module, checkpoint: Mapping, strict: bool = True) 
 
     A classifier of another size than the model's is an error; returns the missing keys when not strict.
     """
-    state_dict = to_timm_layout(unwrap(checkpoint))
+    state_dict = to_timm_state_dict(checkpoint)
     check_matches_model(state_dict, model)
     expected = model.state_dict()
     for key in ('head.weight', 'head.bias', 'stem.conv.weight'):

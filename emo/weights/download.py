@@ -31,7 +31,6 @@ from ..files import atomic_write, scratch_folder, sigterm_raises
 from . import checkpoint as ckpt
 from .errors import CheckpointError, WeightsUnavailableError
 from .manifest import origin_url, released_entry
-from .official_layout import to_timm_layout
 
 __all__ = ['fetch_official', 'cached_path', 'digest_path', 'git_blob_sha1']
 
@@ -258,7 +257,7 @@ def fetch_official(
                 f'{url} served a file whose git blob id is {blob}, not the released {entry.git_blob_sha1} of '
                 f'{entry.name}: refused (nothing was cached). Check EMO_ORIGIN_URL or the mirror.'
             )
-        state_dict = to_timm_layout(ckpt.unwrap(ckpt.read_checkpoint(raw)))
+        state_dict = ckpt.to_timm_state_dict(ckpt.read_checkpoint(raw))
         ckpt.check_variant(state_dict, entry.variant)
         converted = scratch / 'model.safetensors'
         ckpt.save_safetensors(state_dict, converted)

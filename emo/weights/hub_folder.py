@@ -17,7 +17,6 @@ from . import checkpoint as ckpt
 from .download import git_blob_sha1
 from .errors import CheckpointError, HubUploadError, first_line, hub_errors
 from .manifest import HUB_WEIGHTS_FILE, ReleasedWeights, manifest, official_figures, released_weights
-from .official_layout import to_timm_layout
 
 __all__ = [
     'HUB_FILES',
@@ -199,7 +198,7 @@ def convert_official(
     """
     from ..models.variants import get_variant, variant_for_arch
 
-    state_dict = to_timm_layout(ckpt.unwrap(ckpt.read_checkpoint(src)))
+    state_dict = ckpt.to_timm_state_dict(ckpt.read_checkpoint(src))
     if variant is None:
         found = variant_for_arch(*ckpt.arch_of(state_dict))
         if found is None:

@@ -47,12 +47,10 @@ another CPU, so a test on other hardware should allow about rtol=1e-5, atol=1e-5
 import copy
 import json
 import os
-import pickletools
 import shutil
 import subprocess
 import sys
 import textwrap
-import zipfile
 from pathlib import Path
 
 OLD = Path(os.environ.get('EMO_OLD', '/tmp/oldmain'))
@@ -238,6 +236,7 @@ def step_frozen() -> None:
 
 
 sys.path.insert(0, str(HERE.parents[2]))  # tests/yolo_data.py: the data set of tests/test_ultralytics.py
+from pickle_globals import pickle_globals  # noqa: E402
 from yolo_data import offline_font as _offline_font  # noqa: E402
 from yolo_data import write_dataset  # noqa: E402,F401
 
@@ -347,29 +346,6 @@ def step_verify(name: str) -> None:
         a, b = (a, b) if isinstance(a, list) else ([a], [b])
         print(f'{best_name} {key}: max diff {max((x - y).abs().max().item() for x, y in zip(a, b))}')
         torch.testing.assert_close(a, b, rtol=0, atol=0)
-
-
-def pickle_globals(path: Path) -> list:
-    """Every (module, name) a torch.save zip's data.pkl names via GLOBAL / STACK_GLOBAL, without importing."""
-    with zipfile.ZipFile(path) as z:
-        (pkl,) = [n for n in z.namelist() if n.endswith('/data.pkl') or n == 'data.pkl']
-        data = z.read(pkl)
-    found, memo, strings = set(), {}, []
-    for op, arg, _ in pickletools.genops(data):
-        if op.name == 'GLOBAL':
-            module, name = arg.split(' ', 1)
-            found.add(f'{module}.{name}')
-        elif op.name in ('SHORT_BINUNICODE', 'BINUNICODE', 'BINUNICODE8', 'UNICODE'):
-            strings.append(arg)
-        elif op.name in ('BINPUT', 'LONG_BINPUT', 'PUT'):
-            memo[arg] = strings[-1] if strings else None
-        elif op.name == 'MEMOIZE':
-            memo[len(memo)] = strings[-1] if strings else None
-        elif op.name in ('BINGET', 'LONG_BINGET', 'GET'):
-            strings.append(memo.get(arg))
-        elif op.name == 'STACK_GLOBAL':
-            found.add(f'{strings[-2]}.{strings[-1]}')
-    return sorted(found)
 
 
 def step_scan() -> None:
