@@ -1,4 +1,5 @@
-"""The portable reference data (tests/data, copied from shared/reference-portable) and its weight rule."""
+"""The portable reference data and its weight rule: EMO's in tests/data (copied from shared/reference-portable),
+EMOv2's in tests/data/emo2 (from shared/reference-v2-portable); both use the same rule and inputs."""
 
 import json
 import math
@@ -11,12 +12,22 @@ import torch
 
 DATA = Path(__file__).parent / 'data'
 VARIANT_NAMES = ('emo_1m', 'emo_2m', 'emo_5m', 'emo_6m')
+V2_VARIANT_NAMES = ('emo2_1m', 'emo2_2m', 'emo2_5m', 'emo2_5m_512', 'emo2_20m')
 INPUT_KEYS = ('2x3x224x224', '1x3x256x192')
+INPUT_KEYS_512 = ('1x3x512x512',)  # emo2_5m_512 only
+
+
+def data_dir(variant: str) -> Path:
+    return DATA / 'emo2' if variant.startswith('emo2_') else DATA
+
+
+def input_keys(variant: str) -> tuple:
+    return INPUT_KEYS_512 if variant.endswith('_512') else INPUT_KEYS
 
 
 def official_state_dict(variant: str) -> Dict[str, torch.Tensor]:
     """Regenerate, bit for bit, the official-layout weights of tests/data/README.md for ``variant``."""
-    keys = json.loads((DATA / f'{variant}_official_keys.json').read_text())
+    keys = json.loads((data_dir(variant) / f'{variant}_official_keys.json').read_text())
     state_dict = {}
     for key, shape, dtype in keys:
         g = torch.Generator().manual_seed(zlib.crc32(key.encode()))
@@ -41,11 +52,12 @@ def reference_inputs() -> Dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(123)
     a = torch.randn(2, 3, 224, 224, generator=g)
     b = torch.randn(1, 3, 256, 192, generator=g)
-    return {'2x3x224x224': a, '1x3x256x192': b}
+    c = torch.randn(1, 3, 512, 512, generator=torch.Generator().manual_seed(512))
+    return {'2x3x224x224': a, '1x3x256x192': b, '1x3x512x512': c}
 
 
 def expected(variant: str) -> Dict[str, torch.Tensor]:
-    return torch.load(DATA / f'{variant}_expected.pt', weights_only=True)
+    return torch.load(data_dir(variant) / f'{variant}_expected.pt', weights_only=True)
 
 
 def full_reference_dir() -> Optional[Path]:

@@ -132,7 +132,7 @@ def test_incomplete_and_foreign_state_dicts(tmp_path, official_1m):
         _from_file(path)
     foreign = tmp_path / 'resnet.pth'
     torch.save(timm.create_model('resnet10t').state_dict(), foreign)
-    with pytest.raises(CheckpointError, match='not an EMO checkpoint'):
+    with pytest.raises(CheckpointError, match='not an EMO or EMOv2 checkpoint'):
         _from_file(foreign)
     with pytest.raises(CheckpointError, match='not a tensor'):
         unwrap({'epoch': 3, 'lr': 0.1})
@@ -225,7 +225,8 @@ def test_variants_table_matches_models():
     for name, variant in emo.VARIANTS.items():
         model = timm.create_model(name)
         assert arch_of(model.state_dict()) == (variant.depths, variant.widths)
-        assert variant.title == 'EMO-' + name[4:].upper()
+        family, size = name.split('_', 1)
+        assert variant.title == {'emo': 'EMO-', 'emo2': 'EMOv2-'}[family] + size.upper().replace('_', '-')
 
 
 @pytest.mark.parametrize('zip_format', [True, False])

@@ -27,19 +27,28 @@ def run_emo(*args, env=None, timeout=300):
 def test_zoo_table():
     result = run_emo('zoo', '--runs', '3', '--warmup', '1')
     assert result.returncode == 0, result.stderr
-    rows = [line for line in result.stdout.splitlines() if line.startswith('| emo_')]
-    assert len(rows) == 4
-    accuracy = {entry.variant: entry for entry in released_weights().values()}
+    rows = [line for line in result.stdout.splitlines() if line.startswith('| emo')]
+    assert len(rows) == len(emo.VARIANTS) == 9  # both generations
     for line, (name, variant) in zip(rows, emo.VARIANTS.items()):
         cells = [c.strip() for c in line.strip('|').split('|')]
-        assert cells[0] == name
-        assert float(cells[1]) == pytest.approx(variant.params / 1e6, abs=0.005)
-        assert float(cells[2]) == variant.gflops
-        # the accuracy columns print the manifest's figures to 0.1 (test_weights checks those against the paper)
-        assert float(cells[3]) == pytest.approx(accuracy[name].top1, abs=0.05)
-        assert float(cells[4]) == pytest.approx(accuracy[name].top5, abs=0.05)
-        median, low, high = map(float, re.match(r'([\d.]+) \(([\d.]+)-([\d.]+)\)', cells[5]).groups())
+        weights = [e for e in released_weights().values() if e.variant == name]
+        distilled = [e for e in weights if e.distilled]
+        assert cells[0] == name and cells[1] == ('EMOv2' if name.startswith('emo2_') else 'EMO')
+        assert float(cells[2]) == pytest.approx(variant.params / 1e6, abs=0.005)
+        assert int(cells[3]) == variant.img_size == (512 if name == 'emo2_5m_512' else 224)
+        assert float(cells[4]) == variant.gflops
+        # the accuracy columns print the manifest's figures to 0.1 (test_weights checks those against the paper);
+        # '-' where nothing was released: emo2_20m has no weights, EMOv2 no top-5, EMO no distilled weights
+        for cell, entry, field in (
+            (cells[5], weights, 'top1'),
+            (cells[6], distilled, 'top1'),
+            (cells[7], weights, 'top5'),
+        ):
+            value = getattr(entry[0], field) if entry else None
+            assert cell == '-' if value is None else float(cell) == pytest.approx(value, abs=0.05), (name, field)
+        median, low, high = map(float, re.match(r'([\d.]+) \(([\d.]+)-([\d.]+)\)', cells[8]).groups())
         assert 0 < low <= median <= high
+    assert rows[-1].split('|')[6].strip() == '-' and 'emo2_20m' in rows[-1]
     assert 'measuring latency' in result.stderr  # the progress bar
 
 

@@ -7,7 +7,15 @@ import pytest
 import timm
 import torch
 import torch.nn as nn
-from reference import INPUT_KEYS, VARIANT_NAMES, expected, official_state_dict, reference_inputs
+from reference import (
+    INPUT_KEYS,
+    V2_VARIANT_NAMES,
+    VARIANT_NAMES,
+    expected,
+    input_keys,
+    official_state_dict,
+    reference_inputs,
+)
 from timm.models._features_fx import create_feature_extractor, get_graph_node_names
 from timm.utils import reparameterize_model
 
@@ -25,13 +33,13 @@ def _reference_model(variant: str) -> nn.Module:
     return model
 
 
-@pytest.mark.parametrize('variant', VARIANT_NAMES)
+@pytest.mark.parametrize('variant', VARIANT_NAMES + V2_VARIANT_NAMES)
 def test_fused_model_reproduces_the_reference(variant):
     model = _reference_model(variant)
     fused = reparameterize_model(model)
     ref = expected(variant)
     with torch.inference_mode():
-        for key in INPUT_KEYS:
+        for key in input_keys(variant):
             x = INPUTS[key]
             logits = fused(x)
             torch.testing.assert_close(logits, ref[f'logits_{key}'], rtol=0, atol=1e-4)

@@ -1,9 +1,9 @@
-"""The model reproduces the official EMO's outputs, loaded through timm's own pretrained-file route."""
+"""The models reproduce the official EMO's and EMOv2's outputs, loaded through timm's own pretrained-file route."""
 
 import pytest
 import timm
 import torch
-from reference import INPUT_KEYS, VARIANT_NAMES, expected, full_reference_dir, reference_inputs
+from reference import V2_VARIANT_NAMES, VARIANT_NAMES, expected, full_reference_dir, input_keys, reference_inputs
 
 INPUTS = reference_inputs()
 
@@ -15,10 +15,12 @@ def attention(request, monkeypatch):
     from timm.layers import set_fused_attn, use_fused_attn
 
     import emo.layers.grid_attention as grid_attention
+    import emo.layers.hybrid_attention as hybrid_attention
 
     before = use_fused_attn()
     set_fused_attn(request.param == 'sdpa')
     monkeypatch.setattr(grid_attention, 'MIN_FUSED_WINDOW_HEADS', 0)
+    monkeypatch.setattr(hybrid_attention, 'MIN_FUSED_WINDOW_HEADS', 0)
     yield request.param
     set_fused_attn(before)
 
@@ -33,14 +35,15 @@ def _stage_values(stage: torch.Tensor, ref: dict, key: str) -> torch.Tensor:
     return stage.flatten()[ref[f'{key}_index']]
 
 
-@pytest.mark.parametrize('variant', VARIANT_NAMES)
+@pytest.mark.parametrize('variant', VARIANT_NAMES + V2_VARIANT_NAMES)
 def test_portable_reference(variant, official_files, attention):
     model = timm.create_model(variant, pretrained=True, pretrained_cfg_overlay=dict(file=str(official_files[variant])))
     model.eval()
     _check_attention(model, attention)
     ref = expected(variant)
+    assert {f'logits_{k}' for k in input_keys(variant)} == {k for k in ref if k.startswith('logits_')}
     with torch.no_grad():
-        for input_key in INPUT_KEYS:
+        for input_key in input_keys(variant):
             final, stages = model.forward_intermediates(INPUTS[input_key])
             torch.testing.assert_close(model.forward_head(final), ref[f'logits_{input_key}'], rtol=0, atol=1e-4)
             torch.testing.assert_close(
@@ -55,14 +58,15 @@ def test_portable_reference(variant, official_files, attention):
                 torch.testing.assert_close(values, want, rtol=0, atol=1e-4 * max(1.0, want.abs().max().item()))
 
 
-def test_reference_rule_is_input_sensitive():
+@pytest.mark.parametrize('variant', ['emo_1m', 'emo2_1m'])
+def test_reference_rule_is_input_sensitive(variant):
     """Guard against a test that cannot fail: the reference logits differ between the two 224 images."""
-    ref = expected('emo_1m')
+    ref = expected(variant)
     logits = ref['logits_2x3x224x224']
     assert (logits[0] - logits[1]).abs().max() > 100 * 1e-4
 
 
-@pytest.mark.parametrize('variant', VARIANT_NAMES)
+@pytest.mark.parametrize('variant', VARIANT_NAMES + V2_VARIANT_NAMES)
 def test_features_only_matches_reference_stages(variant, official_files):
     model = timm.create_model(
         variant, pretrained=True, features_only=True, pretrained_cfg_overlay=dict(file=str(official_files[variant]))
@@ -70,7 +74,7 @@ def test_features_only_matches_reference_stages(variant, official_files):
     ref = expected(variant)
     assert model.feature_info.reduction() == [4, 8, 16, 32]
     with torch.no_grad():
-        for input_key in INPUT_KEYS:
+        for input_key in input_keys(variant):
             for i, stage in enumerate(model(INPUTS[input_key])):
                 key = f'stage{i + 1}_{input_key}'
                 want = ref[f'{key}_values']

@@ -1,4 +1,4 @@
-"""timm's own model tests (tests/test_models.py of the installed timm release) run against emo_*.
+"""timm's own model tests (tests/test_models.py of the installed timm release) run against emo_* and emo2_*.
 
 The test file ships in timm's source distribution: TIMM_TESTS_DIR names an unpacked one (its tests/ folder
 inside), else it is fetched with pip into .cache/. The pretrained-weight tests of that file need the internet;
@@ -48,7 +48,7 @@ def _timm_sdist_dir() -> Path:
 
 
 @pytest.mark.slow
-def test_timm_test_models_pass_for_emo():
+def test_timm_test_models_pass_for_emo_and_emo2():
     sdist = _timm_sdist_dir()
     result = subprocess.run(
         [
@@ -59,7 +59,7 @@ def test_timm_test_models_pass_for_emo():
             'emo',
             'tests/test_models.py',
             '-k',
-            'emo_ and not pretrained',
+            '(emo_ or emo2_) and not pretrained',
             '-q',
             '-p',
             'no:cacheprovider',
@@ -71,6 +71,7 @@ def test_timm_test_models_pass_for_emo():
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     summary = result.stdout.strip().splitlines()[-1]
-    # forward, backward, default cfgs, torchscript, features, fx forward/backward and fx+torchscript: 8 x 4, all
-    # passed: nothing failed, errored, skipped or expected to fail
-    assert re.fullmatch(r'32 passed, \d+ deselected(, \d+ warnings?)? in [\d.]+s( \([\d:]+\))?', summary), summary
+    # forward, backward, torchscript, features, fx forward/backward and fx+torchscript: 7 tests x 9 models (4 EMO,
+    # 5 EMOv2); default cfgs once per pretrained tag (4 + 7) and for emo2_20m, which has none: 63 + 12, all passed:
+    # nothing failed, errored, skipped or expected to fail
+    assert re.fullmatch(r'75 passed, \d+ deselected(, \d+ warnings?)? in [\d.]+s( \([\d:]+\))?', summary), summary

@@ -431,3 +431,19 @@ def test_mixup_with_an_odd_batch_left_by_an_unreadable_image(tmp_path):
     result = _emo('train', '--data', data, '--output', run, '--epochs', '1', '--mixup', '0.8', *FAST)
     assert result.returncode == 0, result.stderr
     assert 'skipped 1 unreadable image(s)' in result.stderr and len(_metrics(run)) == 1
+
+
+def test_emo2_fine_tunes_from_an_official_file_and_validate_agrees(tmp_path, tiny, official_files):
+    """EMOv2 through the same loop: started from an official-layout EMOv2_*.pth, the classifier replaced for 4
+    classes, and `emo validate` reads the architecture back from the checkpoint."""
+    run = tmp_path / 'run'
+    args = _fast('--model', 'emo2_1m', '--img-size', '64')
+    train.main(
+        ['--data', str(tiny), '--output', str(run), '--epochs', '1', '--weights', str(official_files['emo2_1m']), *args]
+    )
+    state = torch.load(run / 'last.pth', map_location='cpu', weights_only=True)
+    assert state['arch'] == 'emo2_1m' and state['state_dict']['head.weight'].shape[0] == 4
+    result = _emo('validate', '--data', tiny / 'val', '--checkpoint', run / 'last.pth')
+    assert result.returncode == 0, result.stderr
+    last = _metrics(run)[-1]
+    assert f'top-1 {float(last["val_top1"]):.2f}' in result.stdout

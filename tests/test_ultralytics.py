@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from timm.layers import LayerScale2d
 
 # Ultralytics reads these at import: no online checks, and its settings file goes to a temporary folder, not
 # ~/.config. It also sets OMP_NUM_THREADS=1 for the process; the environment is put back so other tests' subprocesses
@@ -40,15 +41,18 @@ from ultralytics.nn.tasks import DetectionModel, yaml_model_load  # noqa: E402
 from yolo_data import offline_font, write_dataset  # noqa: E402
 
 import emo.ultralytics as eu  # noqa: E402
+from emo.layers import HybridWindowAttention  # noqa: E402
 from emo.models import IRMB  # noqa: E402
 
-OUR_LAYERS = (eu.iRMB, eu.C2f_iRMB, eu.EMOBackbone)
+OUR_LAYERS = (eu.iRMB, eu.C2f_iRMB, eu.EMOBackbone)  # and the EMOv2 subclasses i2RMB, C2f_i2RMB
 # layer index -> our layer type, per shipped YAML (the plain yolov8 layer at that index, if any, is the reference)
 PLACEMENTS = {
     'yolov8n-c2f-irmb': {2: eu.C2f_iRMB, 4: eu.C2f_iRMB, 6: eu.C2f_iRMB, 8: eu.C2f_iRMB},
+    'yolov8n-c2f-i2rmb': {2: eu.C2f_i2RMB, 4: eu.C2f_i2RMB, 6: eu.C2f_i2RMB, 8: eu.C2f_i2RMB},
     'yolov8n-sppf-irmb': {10: eu.iRMB},
     'yolov8n-head-irmb': {12: eu.C2f_iRMB, 15: eu.C2f_iRMB, 18: eu.C2f_iRMB, 21: eu.C2f_iRMB},
     'yolov8n-emo': {0: eu.EMOBackbone},
+    'yolov8n-emo2': {0: eu.EMOBackbone},
 }
 
 
@@ -242,12 +246,16 @@ def test_yaml_builds_runs_and_differs_from_yolov8n(name, plain_n):
         plain = {m.i + (m.i >= 10): m.np for m in plain_n.model}
     else:
         plain = {m.i: m.np for m in plain_n.model}
-    if name != 'yolov8n-emo':
+    if PLACEMENTS[name] != {0: eu.EMOBackbone}:  # a backbone replaced: the neck reads other widths
         assert all(m.np == plain[m.i] for m in model.model if m.i not in PLACEMENTS[name])
     for m in model.model:
         if isinstance(m, eu.C2f_iRMB):  # same channels and repeats as the C2f it replaces
             assert c2f_shape(m) == c2f_shape(plain_n.model[m.i])
             assert all(isinstance(b, IRMB) and not isinstance(b.attn, torch.nn.Identity) for b in m.m)
+            # EMOv2's block: hybrid attention (v inside it) and a layer scale; EMO's: neither
+            v2 = isinstance(m, eu.C2f_i2RMB)
+            assert all(isinstance(b.attn, HybridWindowAttention) == v2 for b in m.m)
+            assert all(isinstance(b.layer_scale, LayerScale2d) == v2 for b in m.m)
         if isinstance(m, eu.iRMB):  # after SPPF: keeps its width, so both shortcuts
             assert all(isinstance(b, IRMB) and b.has_skip for b in m)
 
@@ -328,6 +336,22 @@ def test_emo_backbone_feeds_p3_p4_p5():
     small = build('yolov8n-emo', 's')
     assert small.model[0].channels == [48, 80, 168] and count_params(small.model[0]) == count_params(backbone)
     assert small.model[4].cv2.conv.out_channels == 2 * model.model[4].cv2.conv.out_channels == 512
+
+
+def test_emo2_backbone_and_block():
+    model = build('yolov8n-emo2')
+    backbone = model.model[0]
+    assert backbone.variant == 'emo2_1m' and backbone.channels == [48, 80, 180] and backbone.strides == [8, 16, 32]
+    assert model.model[4].cv1.conv.in_channels == 180  # SPPF on P5
+    assert {m.eps for m in backbone.modules() if isinstance(m, torch.nn.BatchNorm2d)} == {1e-6}
+    assert any(isinstance(m, HybridWindowAttention) for m in backbone.modules())
+    # an i2RMB row after SPPF: the EMOv2 block keeps the width and both shortcuts
+    d = yaml_model_load(eu.cfg('yolov8n-sppf-irmb'))
+    d['backbone'][10][2] = 'i2RMB'
+    layer = DetectionModel(d, verbose=False).model[10]
+    assert isinstance(layer, eu.i2RMB) and layer.type == 'emo.ultralytics.i2RMB'
+    assert all(b.has_skip and isinstance(b.attn, HybridWindowAttention) for b in layer)
+    assert all(isinstance(b.layer_scale, LayerScale2d) for b in layer)
 
 
 def test_emo_backbone_variant_and_checks():

@@ -6,7 +6,6 @@ reference rule, and the test's manifest carries their blob ids.
 
 import builtins
 import hashlib
-import json
 import logging
 import os
 import random
@@ -21,27 +20,11 @@ import torch
 from origin_server import OriginServer, closed_port_url
 from reference import expected, reference_inputs
 
+import emo
 import emo.weights as weights
-from emo.weights import WeightsUnavailableError, git_blob_sha1, manifest
+from emo.weights import WeightsUnavailableError, manifest
 
 X = reference_inputs()['1x3x256x192']
-
-
-@pytest.fixture()
-def release(official_files, tmp_path, monkeypatch):
-    """A manifest whose blob ids are those of the regenerated files, and an empty torch hub cache."""
-    data = json.loads(manifest.MANIFEST.read_text())
-    files = {}
-    for entry in data['weights'].values():
-        path = official_files[entry['variant']]
-        entry['git_blob_sha1'] = git_blob_sha1(path)
-        files[entry['path']] = path.read_bytes()
-    test_manifest = tmp_path / 'manifest.json'
-    test_manifest.write_text(json.dumps(data))
-    monkeypatch.setattr(manifest, 'MANIFEST', test_manifest)
-    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch'))
-    monkeypatch.delenv('EMO_HUB_ORG', raising=False)
-    return files
 
 
 def _logits(model):
@@ -120,19 +103,39 @@ def test_cache_dir_and_url_override(release, tmp_path, monkeypatch):
     assert _cache_files(tmp_path) == []
 
 
-# ImageNet-1k top-1 of the four variants as the paper (arXiv:2301.01146) and README.md print them, to 0.1
-PAPER_TOP1 = {'emo_1m': 71.5, 'emo_2m': 75.1, 'emo_5m': 78.4, 'emo_6m': 79.0}
+# ImageNet-1k top-1 as the papers (arXiv:2301.01146, arXiv:2412.06674) and the official READMEs print them, to 0.1
+PAPER_TOP1 = {
+    'emo_1m.in1k': 71.5,
+    'emo_2m.in1k': 75.1,
+    'emo_5m.in1k': 78.4,
+    'emo_6m.in1k': 79.0,
+    'emo2_1m.in1k': 72.3,
+    'emo2_1m.dist_in1k': 73.5,
+    'emo2_2m.in1k': 75.8,
+    'emo2_2m.dist_in1k': 76.7,
+    'emo2_5m.in1k': 79.4,
+    'emo2_5m.dist_in1k': 80.9,
+    'emo2_5m_512.dist_in1k': 82.9,
+}
 
 
 def test_manifest_is_the_source_of_truth():
     entries = weights.released_weights()
-    assert sorted(entries) == [f'{v}.in1k' for v in PAPER_TOP1]
+    assert sorted(entries) == sorted(PAPER_TOP1)
+    assert sorted(weights.released_weights('emo2')) == sorted(n for n in PAPER_TOP1 if n.startswith('emo2_'))
     for name, entry in entries.items():
-        cfg = timm.create_model(name.split('.')[0]).pretrained_cfg
+        cfg = timm.create_model(name).pretrained_cfg
+        family = weights.manifest.families()[emo.VARIANTS[entry.variant].family]
         assert cfg['url'] == entry.url and entry.url.endswith(entry.path)
+        assert entry.url == f'{family.repository}/raw/{family.commit}/{entry.path}'
+        assert cfg['origin_url'] == family.repository and cfg['paper_ids'] == f'arXiv:{family.arxiv}'
         assert len(entry.git_blob_sha1) == 40
-        assert entry.top1 == pytest.approx(PAPER_TOP1[entry.variant], abs=0.05), name
+        assert entry.top1 == pytest.approx(PAPER_TOP1[name], abs=0.05), name
+        assert bool(entry.distilled) == ('dist' in entry.tag)
     assert entries['emo_2m.in1k'].git_blob_sha1 == '9ec7138d292ca9b2d07923aec05762f547db8cf2'
+    assert entries['emo2_5m_512.dist_in1k'].git_blob_sha1 == 'e1235b440edd1517bacd30fc6ff0c476098b2847'
+    # a bare name loads the first tag: the plain ImageNet-1k weights, as in the papers' main tables
+    assert timm.create_model('emo2_1m').pretrained_cfg['tag'] == 'in1k'
 
 
 def _fill_cache(release, monkeypatch):

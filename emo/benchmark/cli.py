@@ -5,13 +5,12 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from ..models.variants import VARIANTS
 from .report import format_markdown, write_report
-from .runner import DEFAULT_PEERS, BenchSettings, run_benchmark
+from .runner import DEFAULT_PEERS, DEFAULT_VARIANTS, BenchSettings, run_benchmark
 
 __all__ = ['build_parser', 'main']
 
-DESCRIPTION = 'EMO against the official arithmetic and its timm peers: latency, ratios, memory'
+DESCRIPTION = 'EMO and EMOv2 against the official arithmetic and their timm peers: latency, ratios, memory'
 
 
 def _int_list(text: str) -> List[int]:
@@ -30,7 +29,12 @@ def _name_list(text: str) -> List[str]:
 
 def build_parser(prog: str = 'emo bench') -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=DESCRIPTION)
-    p.add_argument('--models', type=_name_list, default=list(VARIANTS), help='EMO variants (default: all four)')
+    p.add_argument(
+        '--models',
+        type=_name_list,
+        default=list(DEFAULT_VARIANTS),
+        help=f'EMO / EMOv2 variants (default: those with released 224x224 weights, {",".join(DEFAULT_VARIANTS)})',
+    )
     p.add_argument(
         '--peers', type=_name_list, default=list(DEFAULT_PEERS), help='timm models to compare with ("" for none)'
     )
@@ -47,7 +51,8 @@ def build_parser(prog: str = 'emo bench') -> argparse.ArgumentParser:
         '--official-code',
         default=None,
         metavar='DIR',
-        help='also time the official implementation from a clone of github.com/zhangzjn/EMO (needs einops)',
+        help='also time the official EMO implementation from a clone of github.com/zhangzjn/EMO (needs einops; '
+        'EMOv2 variants are timed against the rebuilt official arithmetic only)',
     )
     p.add_argument(
         '--compile',

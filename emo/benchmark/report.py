@@ -111,20 +111,21 @@ def format_markdown(result: Dict) -> str:
 
 
 def plot(result: Dict, path: Path, batch: str = '1') -> None:
-    """ImageNet top-1 against eager latency at ``batch``: EMO (fused and official arithmetic) and the peers."""
+    """ImageNet top-1 against eager latency at ``batch``: EMO and EMOv2 (fused, official arithmetic) and the peers."""
     plt = pyplot()
     table = result['eager'][batch]
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for kind, marker, color, label in (
         ('emo', 'o', 'tab:red', 'EMO (this package, fused)'),
-        ('official', 'x', 'tab:gray', 'EMO, official arithmetic'),
+        ('emo2', 'D', 'tab:purple', 'EMOv2 (this package, fused)'),
+        ('official', 'x', 'tab:gray', 'EMO / EMOv2, official arithmetic'),
         ('peer', 's', 'tab:blue', 'timm peers'),
     ):
         xs, ys, names = [], [], []
         for name, entry in table.items():
             base = name.split('/')[0]
             is_kind = (
-                (kind == 'emo' and name in VARIANTS)
+                (kind in ('emo', 'emo2') and name in VARIANTS and VARIANTS[name].family == kind)
                 or (kind == 'official' and name.endswith('/official'))
                 or (kind == 'peer' and name not in VARIANTS and '/' not in name)
             )

@@ -12,12 +12,24 @@ import torch.nn as nn
 
 from ..models.variants import VARIANTS, get_variant
 from ..timing import summary, time_interleaved
-from ..weights import released_weights, to_official_layout
+from ..weights import to_official_layout
+from ..weights.manifest import default_weights
 from .memory import memory_report
 from .official import load_official_code, official_emo
+from .official_emo2 import official_emo2
 from .report import environment
 
-__all__ = ['BenchSettings', 'Candidate', 'DEFAULT_PEERS', 'PEER_PAIRS', 'PEER_TOP1', 'check_agreement', 'run_benchmark']
+__all__ = [
+    'BenchSettings',
+    'Candidate',
+    'DEFAULT_PEERS',
+    'DEFAULT_VARIANTS',
+    'PEER_PAIRS',
+    'PEER_TOP1',
+    'check_agreement',
+    'official_arithmetic',
+    'run_benchmark',
+]
 
 DEFAULT_PEERS = (
     'edgenext_xx_small',
@@ -37,19 +49,25 @@ PEER_TOP1 = {
     'mobilevit_s': 78.3,
     'mobilenetv3_large_100': 75.8,
 }
-# EMO variant -> the peers of its accuracy tier it must be at least as fast as
+# variant -> the peers of its accuracy tier it must be at least as fast as
 PEER_PAIRS = {
     'emo_1m': ('edgenext_xx_small',),
     'emo_2m': ('edgenext_x_small', 'mobilevit_xs'),
     'emo_5m': ('repvit_m0_9', 'mobilevit_s'),
     'emo_6m': ('repvit_m0_9', 'mobilevit_s'),
+    'emo2_1m': ('edgenext_xx_small',),
+    'emo2_2m': ('edgenext_x_small', 'mobilevit_xs'),
+    'emo2_5m': ('repvit_m0_9', 'mobilevit_s'),
 }
+# the variants with released weights for 224x224 images, of both families (emo2_5m_512 is emo2_5m with window 8, for
+# 512x512; emo2_20m has no released weights)
+DEFAULT_VARIANTS = tuple(name for name, v in VARIANTS.items() if v.img_size == 224 and default_weights(name))
 AGREEMENT_ATOL = 1e-4  # ours against the official arithmetic, logits, same weights
 
 
 @dataclass
 class BenchSettings:
-    variants: Sequence[str] = tuple(VARIANTS)
+    variants: Sequence[str] = DEFAULT_VARIANTS
     peers: Sequence[str] = DEFAULT_PEERS
     batch_sizes: Sequence[int] = (1, 32)
     img_size: int = 224
@@ -77,12 +95,24 @@ class Candidate:
     times: Dict[int, List[float]] = field(default_factory=dict)  # batch size -> ms per round
 
 
+def official_arithmetic(variant: str, official_state_dict: Dict[str, torch.Tensor]) -> nn.Module:
+    """The official computation of ``variant``'s family (EMO or EMOv2), rebuilt, on an official-layout state dict."""
+    build = official_emo2 if get_variant(variant).family == 'emo2' else official_emo
+    return build(variant, official_state_dict)
+
+
 def _emo_models(variant: str, weights: Optional[str]) -> Tuple[nn.Module, nn.Module, nn.Module]:
     """(ours unfused, ours fused, official arithmetic) on the same weights."""
+    from timm.layers import LayerScale2d
     from timm.utils import reparameterize_model
 
     ours = timm.create_model(variant, pretrained=weights == 'pretrained').eval()
-    official = official_emo(variant, to_official_layout(ours.state_dict()))
+    if weights != 'pretrained':
+        # EMOv2's layer scales start at 1e-6, which would leave the agreement check blind to every block's branch
+        for m in ours.modules():
+            if isinstance(m, LayerScale2d):
+                torch.nn.init.ones_(m.gamma)
+    official = official_arithmetic(variant, to_official_layout(ours.state_dict()))
     return ours, reparameterize_model(ours), official
 
 
@@ -137,7 +167,8 @@ def run_benchmark(settings: BenchSettings, log: Callable[[str], None] = print) -
         'memory': {},
         'top1': {},
     }
-    accuracy = {entry.variant: entry.top1 for entry in released_weights().values()}
+    defaults = {v: default_weights(v) for v in settings.variants}
+    accuracy = {v: entry.top1 for v, entry in defaults.items() if entry is not None}
     candidates: List[Candidate] = []
     for variant in settings.variants:
         get_variant(variant)
@@ -147,7 +178,7 @@ def run_benchmark(settings: BenchSettings, log: Callable[[str], None] = print) -
             'fused_vs_official': check_agreement(fused, official, settings.img_size),
         }
         result['top1'][variant] = accuracy.get(variant)
-        if settings.official_code:
+        if settings.official_code and get_variant(variant).family == 'emo':
             code = load_official_code(settings.official_code, variant, to_official_layout(ours.state_dict()))
             result['agreement'][variant]['fused_vs_official_code'] = check_agreement(fused, code, settings.img_size)
             candidates.append(Candidate(f'{variant}/official-code', 'official-code', code))

@@ -9,7 +9,7 @@ import torch
 
 from ..files import Terminated, sigterm_raises
 from ..models.variants import VARIANTS
-from ..weights import CheckpointError, HubUploadError, WeightsUnavailableError
+from ..weights import CheckpointError, HubUploadError, WeightsUnavailableError, released_weights
 
 __all__ = ['main', 'build_parser']
 
@@ -22,9 +22,10 @@ def _cmd_zoo(args: argparse.Namespace) -> int:
     rows = zoo_rows(runs=args.runs, warmup=args.warmup, show_progress=not args.no_progress)
     print(format_table(rows))
     print(
-        f'\nlatency: fused model (timm.utils.reparameterize_model), batch 1, 3x224x224, fp32, eager PyTorch '
-        f'{torch.__version__}, {torch.get_num_threads()} '
-        f'CPU threads, median of {args.runs} runs after {args.warmup} warm-up; accuracy: official ImageNet-1k'
+        f'\nlatency: fused model (timm.utils.reparameterize_model), batch 1, at the input size shown, fp32, eager '
+        f'PyTorch {torch.__version__}, {torch.get_num_threads()} CPU threads, median of {args.runs} runs after '
+        f'{args.warmup} warm-up; accuracy: official ImageNet-1k of the default weights and of the distilled ones '
+        "('-': none released)"
     )
     return 0
 
@@ -63,7 +64,9 @@ def _cmd_push(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog='emo', description='EMO backbones (ICCV 2023) for timm.')
+    parser = argparse.ArgumentParser(
+        prog='emo', description='EMO (ICCV 2023) and EMOv2 (TPAMI 2025) backbones for timm.'
+    )
     sub = parser.add_subparsers(dest='command', required=True)
     # listed for --help; their own modules parse their arguments (python -m emo.train, torchrun -m emo.train)
     sub.add_parser('train', help='fine-tune on train/ and val/ class folders (emo train --help)', add_help=False)
@@ -73,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub.add_parser('bench', help='EMO vs the official arithmetic and timm peers (emo bench --help)', add_help=False)
 
-    zoo = sub.add_parser('zoo', help='table of EMO variants with latency measured on this machine')
+    zoo = sub.add_parser('zoo', help='table of EMO and EMOv2 variants with latency measured on this machine')
     zoo.add_argument('--runs', type=int, default=30, help='timed forward passes per variant (default 30)')
     zoo.add_argument('--warmup', type=int, default=5, help='untimed passes first (default 5)')
     zoo.add_argument('--threads', type=int, default=0, help='CPU threads (default: torch default)')
@@ -82,18 +85,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = sub.add_parser('predict', help='ImageNet top-k labels for images')
     predict.add_argument('images', nargs='+', metavar='IMAGE')
-    predict.add_argument('--model', default='emo_2m', choices=sorted(VARIANTS))
+    predict.add_argument(
+        '--model',
+        default='emo_2m',
+        choices=sorted(set(VARIANTS) | set(released_weights())),
+        metavar='MODEL',
+        help='a variant (its default weights) or a pretrained tag, e.g. emo2_5m.dist_in1k (default emo_2m)',
+    )
     predict.add_argument(
         '--weights',
         default=None,
         metavar='FILE',
-        help='checkpoint file (official net.pth or converted); default: the released weights',
+        help='checkpoint file (official net.pth / EMOv2_*.pth, or converted); default: the released weights',
     )
     predict.add_argument('--top-k', type=int, default=5)
     predict.set_defaults(func=_cmd_predict)
 
-    convert = sub.add_parser('convert', help='turn an official net.pth into a Hugging Face Hub folder')
-    convert.add_argument('src', help='checkpoint file: an official net.pth, or any layout emo loads')
+    convert = sub.add_parser('convert', help='turn an official checkpoint into a Hugging Face Hub folder')
+    convert.add_argument('src', help='checkpoint file: an official net.pth / EMOv2_*.pth, or any layout emo loads')
     convert.add_argument('out_dir', help='folder to write model.safetensors, config.json and README.md into')
     convert.add_argument(
         '--model', choices=sorted(VARIANTS), default=None, help='variant (default: the one the checkpoint is)'

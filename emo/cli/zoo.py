@@ -1,4 +1,5 @@
-"""The variant table of ``emo zoo``: official figures next to parameters counted and latency measured now."""
+"""The variant table of ``emo zoo`` (both generations): official figures next to parameters counted and latency
+measured now."""
 
 import functools
 import statistics
@@ -32,27 +33,35 @@ def measure_latency(
 
 
 def zoo_rows(runs: int = 30, warmup: int = 5, show_progress: bool = True) -> List[Dict]:
-    """One row per variant: params counted on the built model, official GFLOPs, accuracy of the released weights
-    (weights/manifest.json) and latency measured now."""
+    """One row per variant of EMO and EMOv2: params counted on the built model, official GFLOPs at its input size,
+    accuracy of its released weights (weights/manifest.json: the default tag, and the distilled one where there is
+    one; None where there are none) and latency measured now at its input size."""
     rows = []
-    accuracy = {entry.variant: entry for entry in released_weights().values()}
     with tqdm(
         total=len(VARIANTS) * (runs + warmup),
-        desc='measuring latency (batch 1, 224, CPU)',
+        desc='measuring latency (batch 1, CPU)',
         disable=not show_progress,
         unit='fwd',
     ) as progress:
         for name, variant in VARIANTS.items():
             model = timm.create_model(name)
+            weights = [e for e in released_weights().values() if e.variant == name]
+            default = weights[0] if weights else None
+            distilled = next((e for e in weights if e.distilled), None)
             # the inference path users deploy: BatchNorm folded, fused kernels (docs/deploy.md)
-            times = measure_latency(reparameterize_model(model.eval()), warmup=warmup, runs=runs, progress=progress)
+            size = (1, 3, variant.img_size, variant.img_size)
+            fused = reparameterize_model(model.eval())
+            times = measure_latency(fused, size, warmup=warmup, runs=runs, progress=progress)
             rows.append(
                 dict(
                     model=name,
+                    family=variant.family_info.title,
                     params_m=sum(p.numel() for p in model.parameters()) / 1e6,
+                    img_size=variant.img_size,
                     gflops=variant.gflops,
-                    top1=accuracy[name].top1,
-                    top5=accuracy[name].top5,
+                    top1=default.top1 if default else None,
+                    top1_distilled=distilled.top1 if distilled else None,
+                    top5=default.top5 if default else None,
                     latency_ms=statistics.median(times),
                     latency_min_ms=min(times),
                     latency_max_ms=max(times),
@@ -61,12 +70,20 @@ def zoo_rows(runs: int = 30, warmup: int = 5, show_progress: bool = True) -> Lis
     return rows
 
 
+def _figure(value: Optional[float]) -> str:
+    return '-' if value is None else f'{value:.1f}'  # no released weights, or no such figure in the release
+
+
 def format_table(rows: List[Dict]) -> str:
-    header = '| model | params (M) | GFLOPs | top-1 | top-5 | CPU latency ms, median (min-max) |'
-    lines = [header, '|---|---:|---:|---:|---:|---:|']
+    header = (
+        '| model | generation | params (M) | input | GFLOPs | top-1 | top-1 distilled | top-5 '
+        '| CPU latency ms, median (min-max) |'
+    )
+    lines = [header, '|---|---|---:|---:|---:|---:|---:|---:|---:|']
     for r in rows:
         lines.append(
-            f'| {r["model"]} | {r["params_m"]:.2f} | {r["gflops"]:.3f} | {r["top1"]:.1f} | {r["top5"]:.1f} | '
+            f'| {r["model"]} | {r["family"]} | {r["params_m"]:.2f} | {r["img_size"]} | {r["gflops"]:.3f} | '
+            f'{_figure(r["top1"])} | {_figure(r["top1_distilled"])} | {_figure(r["top5"])} | '
             f'{r["latency_ms"]:.1f} ({r["latency_min_ms"]:.1f}-{r["latency_max_ms"]:.1f}) |'
         )
     return '\n'.join(lines)

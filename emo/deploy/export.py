@@ -20,8 +20,9 @@ import torch
 import torch.nn as nn
 
 from ..files import atomic_path
-from ..models.variants import VARIANTS
+from ..models.variants import VARIANTS, get_variant
 from ..timing import time_interleaved
+from ..weights.manifest import released_weights
 
 __all__ = [
     'FORMATS',
@@ -227,13 +228,23 @@ def _pair(size) -> Tuple[int, int]:
 
 
 def build_parser(prog: str = 'emo export') -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description='Export a fused EMO as ONNX, TorchScript or torch.export.')
+    p = argparse.ArgumentParser(
+        prog=prog, description='Export a fused EMO or EMOv2 as ONNX, TorchScript or torch.export.'
+    )
     p.add_argument('format', choices=sorted(FORMATS), help='onnx, torchscript (.pt) or program (torch.export .pt2)')
-    p.add_argument('--model', default='emo_2m', choices=sorted(VARIANTS))
+    p.add_argument(
+        '--model',
+        default='emo_2m',
+        choices=sorted(set(VARIANTS) | set(released_weights())),
+        metavar='MODEL',
+        help='a variant or a pretrained tag, e.g. emo2_1m.dist_in1k (default emo_2m)',
+    )
     p.add_argument('--weights', default=None, metavar='FILE', help='checkpoint (default: the released weights)')
     p.add_argument('--random-weights', action='store_true', help='export untrained weights (no download)')
     p.add_argument('--output', '-o', default=None, help='file to write (default: MODEL.onnx / .pt / .pt2)')
-    p.add_argument('--img-size', type=int, nargs='+', default=[224], metavar='N', help='H [W] (default 224)')
+    p.add_argument(
+        '--img-size', type=int, nargs='+', default=None, metavar='N', help="H [W] (default: the model's, 224 or 512)"
+    )
     p.add_argument('--dynamic', action='store_true', help='dynamic batch (and, for ONNX, height and width)')
     p.add_argument('--no-fuse', action='store_true', help='export the model as trained, BatchNorm unfolded')
     p.add_argument('--overwrite', action='store_true', help='replace an existing output file')
@@ -243,6 +254,8 @@ def build_parser(prog: str = 'emo export') -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.img_size is None:
+        args.img_size = [get_variant(args.model).img_size]
     if len(args.img_size) > 2:
         raise ValueError(f'--img-size takes H or H W, got {args.img_size}')
     if args.weights and args.random_weights:

@@ -1,13 +1,16 @@
-"""Layers both model families share: strided-grid window attention, BatchNorm folding, the fused inference conv."""
+"""Layers of the model families: EMO's strided-grid window attention, EMOv2's hybrid window attention, BatchNorm
+folding, the fused inference conv, batch slicing."""
 
 from .batch_slices import SLICE_BYTES, run_in_slices
 from .bn_fold import fold_bn_after, fold_bn_before
 from .fused_conv import FusedConv, is_eager, onednn_available
 from .grid_attention import GridAttention, explicit_attention, grid_merge, grid_padding, grid_windows
+from .hybrid_attention import HybridWindowAttention, merge_windows, partition_windows
 
 __all__ = [
     'FusedConv',
     'GridAttention',
+    'HybridWindowAttention',
     'explicit_attention',
     'SLICE_BYTES',
     'fold_bn_after',
@@ -16,6 +19,8 @@ __all__ = [
     'grid_padding',
     'grid_windows',
     'is_eager',
+    'merge_windows',
+    'partition_windows',
     'onednn_available',
     'run_in_slices',
 ]

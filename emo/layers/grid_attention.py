@@ -125,12 +125,13 @@ class GridAttention(nn.Module):
 
 @contextlib.contextmanager
 def explicit_attention(model: nn.Module) -> Iterator[nn.Module]:
-    """``model`` with every :class:`GridAttention` computing ``softmax(q k^T) v`` explicitly inside the block.
+    """``model`` with every attention (:class:`GridAttention`, EMOv2's ``HybridWindowAttention``: the modules with
+    a ``fused_attn`` flag) computing ``softmax(q k^T) v`` explicitly.
 
     For FLOP counters (fvcore), which count the two matmuls but have no count for
     ``scaled_dot_product_attention``; the outputs are the same. The attentions' ``fused_attn`` is restored after.
     """
-    attentions = [m for m in model.modules() if isinstance(m, GridAttention)]
+    attentions = [m for m in model.modules() if hasattr(m, 'fused_attn')]
     before = [m.fused_attn for m in attentions]
     for m in attentions:
         m.fused_attn = False

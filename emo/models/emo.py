@@ -19,6 +19,7 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import (
     ConvNormAct,
     DropPath,
+    LayerScale2d,
     SelectAdaptivePool2d,
     SEModule,
     calculate_drop_path_rates,
@@ -32,17 +33,18 @@ from timm.models import build_model_with_cfg, generate_default_cfgs, register_mo
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint_seq
 
-from ..layers import FusedConv, GridAttention, fold_bn_after, fold_bn_before, run_in_slices
+from ..layers import FusedConv, GridAttention, HybridWindowAttention, fold_bn_after, fold_bn_before, run_in_slices
 from ..weights import checkpoint as ckpt
 from ..weights.manifest import released_weights
 from ..weights.pretrained import load_errors_explained, prepare_pretrained
 
-__all__ = ['EMO', 'IRMB', 'EmoStage', 'Stem', 'checkpoint_filter_fn']
+__all__ = ['EMO', 'IRMB', 'EmoStage', 'Stem', 'StemBase', 'checkpoint_filter_fn']
 
 MIN_INPUT_SIZE = 32  # one stage-4 pixel at stride 32
 GLOBAL_POOL_TYPES = ('', 'avg', 'max', 'avgmax')
 _NORM_LAYERS = {'bn': 'batchnorm2d', 'ln': 'layernorm2d'}  # the short names EMO's arguments and YAMLs use
 ACT_LAYERS = ('silu', 'gelu')  # names for timm's get_act_layer
+ATTN_LAYERS = ('grid', 'hybrid')  # EMO's strided-grid attention before the expansion; EMOv2's, after it
 
 
 @register_notrace_function
@@ -79,7 +81,11 @@ class IRMB(nn.Module):
         act_layer: activation after ``v``.
         dim_head: head width; ``None`` makes a block without attention.
         window_size: side of the attention windows.
+        attn_layer: 'grid' (EMO: :class:`~emo.layers.GridAttention` on the input, then the 1x1 ``v`` expansion) or
+            'hybrid' (EMOv2's i2RMB: :class:`~emo.layers.HybridWindowAttention`, which expands ``v`` itself).
         se_ratio: squeeze-excite after the depthwise conv (reduction ratio), 0 for none.
+        layer_scale_init: initial value of a per-channel scale after ``proj`` (EMOv2: in every block, shortcut or
+            not), None for none.
         skip: allow shortcuts (they also need ``in_chs == out_chs`` and stride 1).
         drop_path: stochastic depth rate of the outer shortcut.
     """
@@ -96,7 +102,9 @@ class IRMB(nn.Module):
         dim_head: Optional[int] = None,
         window_size: int = 7,
         qk_bias: bool = True,
+        attn_layer: str = 'grid',
         se_ratio: float = 0.0,
+        layer_scale_init: Optional[float] = None,
         skip: bool = True,
         drop_path: float = 0.0,
         device=None,
@@ -114,12 +122,19 @@ class IRMB(nn.Module):
         else:
             raise ValueError(f"norm_layer must be 'bn', 'ln' or None, got {norm_layer!r}")
 
-        if dim_head is not None:
+        if attn_layer not in ATTN_LAYERS:
+            raise ValueError(f'attn_layer must be one of {ATTN_LAYERS}, got {attn_layer!r}')
+        hybrid = dim_head is not None and attn_layer == 'hybrid'
+        if hybrid:
+            self.attn = HybridWindowAttention(
+                in_chs, mid_chs, dim_head, window_size=window_size, qk_bias=qk_bias, act_layer=act_layer, **dd
+            )
+        elif dim_head is not None:
             self.attn = GridAttention(in_chs, dim_head, window_size=window_size, qk_bias=qk_bias, **dd)
         else:
             self.attn = nn.Identity()
 
-        if dim_head is not None or mid_chs != in_chs:
+        if not hybrid and (dim_head is not None or mid_chs != in_chs):
             self.v = nn.Conv2d(in_chs, mid_chs, kernel_size=1, bias=True, **dd)
             self.act = get_act_layer(act_layer)()
         else:
@@ -134,16 +149,26 @@ class IRMB(nn.Module):
         else:
             self.se = nn.Identity()
         self.proj = nn.Conv2d(mid_chs, out_chs, kernel_size=1, bias=False, **dd)
+        if layer_scale_init is not None:
+            self.layer_scale = LayerScale2d(out_chs, layer_scale_init, **dd)
+        else:
+            self.layer_scale = nn.Identity()
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         self.fused = False  # set by fuse()
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        if 'layer_scale' not in self._modules:  # a block pickled by emo 0.1.0, before EMOv2's layer scale
+            self.layer_scale = nn.Identity()
+            self.layer_scale.train(self.training)
 
     def fuse(self) -> 'IRMB':
         """Fuse for inference (idempotent; returns ``self``, as ``timm.utils.reparameterize_model`` expects).
 
         The input BatchNorm folds into the 1x1 ``v`` conv of blocks without attention (attention blocks use
-        LayerNorm and take the normalised map itself as values, so nothing folds there), the depthwise conv
-        takes in its BatchNorm, and every conv becomes a :class:`~emo.layers.FusedConv` that applies its
-        activation itself. Outputs match the unfused block to fp32 rounding.
+        LayerNorm, which does not fold), the depthwise conv takes in its BatchNorm, the layer scale folds into the
+        ``proj`` weights, and every conv outside the attention becomes a :class:`~emo.layers.FusedConv` that
+        applies its activation itself. Outputs match the unfused block to fp32 rounding.
         """
         if self.training:
             warnings.warn(
@@ -163,7 +188,13 @@ class IRMB(nn.Module):
             local = self.conv_local
             self.conv_local = FusedConv.from_conv(fold_bn_after(local.conv, local.bn), local.bn.act)
         if isinstance(self.proj, nn.Conv2d):
-            self.proj = FusedConv.from_conv(self.proj)
+            proj = self.proj
+            if isinstance(self.layer_scale, LayerScale2d):  # gamma * (W x) == (gamma W) x
+                proj = nn.Conv2d(proj.in_channels, proj.out_channels, 1, bias=False).to(proj.weight)
+                with torch.no_grad():
+                    proj.weight.copy_(self.proj.weight * self.layer_scale.gamma.reshape(-1, 1, 1, 1))
+                self.layer_scale = nn.Identity()
+            self.proj = FusedConv.from_conv(proj)
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -179,28 +210,23 @@ class IRMB(nn.Module):
             x = y.add_(x) if inplace else x + y
         else:
             x = self.se(self.conv_local(x))
-        x = self.proj(x)
+        x = self.layer_scale(self.proj(x))
         if self.has_skip:
             x = self.drop_path(x)
             x = x.add_(shortcut) if inplace else shortcut + x
         return x
 
 
-class Stem(nn.Module):
-    """Stride-2 3x3 conv (with bias) + BN, then an iRMB with squeeze-excite and no norm, expansion or shortcut."""
+class StemBase(nn.Module):
+    """What both families' stems do around their layers (``_forward``): check the input, and once fused run the
+    network channels-last, large batches in slices."""
 
-    def __init__(self, in_chans: int, out_chs: int = 24, device=None, dtype=None):
+    def __init__(self, in_chans: int, out_chs: int):
         super().__init__()
-        dd = {'device': device, 'dtype': dtype}
         self.in_chans = in_chans
         self.out_chs = out_chs
         self.min_input_size = MIN_INPUT_SIZE
         self.channels_last = False  # set by fuse()
-        self.conv = nn.Conv2d(in_chans, out_chs, kernel_size=3, stride=2, padding=1, bias=True, **dd)
-        self.bn = nn.BatchNorm2d(out_chs, eps=1e-6, **dd)
-        self.block = IRMB(
-            out_chs, out_chs, exp_ratio=1.0, kernel_size=3, norm_layer=None, se_ratio=1.0, skip=False, **dd
-        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_tracing():  # a trace would bake the checks in as constants, with warnings
@@ -211,6 +237,22 @@ class Stem(nn.Module):
                 # three half-resolution maps of out_chs floats live at once: 4 bytes for every 4 input pixels
                 return run_in_slices(self._forward, x, 3 * self.out_chs)
         return self._forward(x)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class Stem(StemBase):
+    """Stride-2 3x3 conv (with bias) + BN, then an iRMB with squeeze-excite and no norm, expansion or shortcut."""
+
+    def __init__(self, in_chans: int, out_chs: int = 24, device=None, dtype=None):
+        super().__init__(in_chans, out_chs)
+        dd = {'device': device, 'dtype': dtype}
+        self.conv = nn.Conv2d(in_chans, out_chs, kernel_size=3, stride=2, padding=1, bias=True, **dd)
+        self.bn = nn.BatchNorm2d(out_chs, eps=1e-6, **dd)
+        self.block = IRMB(
+            out_chs, out_chs, exp_ratio=1.0, kernel_size=3, norm_layer=None, se_ratio=1.0, skip=False, **dd
+        )
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.block(self.bn(self.conv(x)))
@@ -230,7 +272,8 @@ class Stem(nn.Module):
 
 class EmoStage(nn.Module):
     """A stride-2 iRMB (expansion ``2 * exp_ratio`` of the incoming width, no attention) then ``depth - 1``
-    width-keeping iRMBs with shortcuts (and attention when ``dim_head`` is set)."""
+    width-keeping iRMBs with shortcuts (and attention when ``dim_head`` is set); the plan of both families.
+    ``block_kwargs`` go to every block (EMOv2: ``attn_layer='hybrid'``, ``layer_scale_init``)."""
 
     def __init__(
         self,
@@ -247,6 +290,7 @@ class EmoStage(nn.Module):
         drop_path_rates: Optional[List[float]] = None,
         device=None,
         dtype=None,
+        **block_kwargs,
     ):
         super().__init__()
         dd = {'device': device, 'dtype': dtype}
@@ -258,6 +302,7 @@ class EmoStage(nn.Module):
             act_layer=act_layer,
             window_size=window_size,
             qk_bias=qk_bias,
+            **block_kwargs,
             **dd,
         )
         blocks = [
@@ -310,6 +355,9 @@ class EMO(nn.Module):
         stem_chs: stem width.
         window_size: attention window side.
         qk_bias: bias of the query/key conv.
+        stem_layer: the stem class (EMO's :class:`Stem`; EMOv2's in :mod:`emo.models.emo2`).
+        attn_layer: 'grid' (EMO) or 'hybrid' (EMOv2), see :class:`IRMB`.
+        layer_scale_init: initial per-channel scale at the end of every block, None for none (EMO).
         in_chans: image channels.
         num_classes: classifier outputs, 0 for none.
         global_pool: 'avg', 'max', 'avgmax', or '' for none (the classifier then runs at every position).
@@ -329,6 +377,9 @@ class EMO(nn.Module):
         stem_chs: int = 24,
         window_size: int = 7,
         qk_bias: bool = True,
+        stem_layer: Type[StemBase] = Stem,
+        attn_layer: str = 'grid',
+        layer_scale_init: Optional[float] = None,
         in_chans: int = 3,
         num_classes: int = 1000,
         global_pool: str = 'avg',
@@ -347,10 +398,11 @@ class EMO(nn.Module):
         self.global_pool = global_pool
         self.drop_rate = drop_rate
 
-        self.stem = Stem(in_chans, stem_chs, **dd)
+        self.stem = stem_layer(in_chans, stem_chs, **dd)
         self.depths, self.widths, self.exp_ratios, self.dim_heads = (
             tuple(a) for a in (depths, widths, exp_ratios, dim_heads)
         )
+        self.window_size = window_size
         dpr = calculate_drop_path_rates(drop_path_rate, sum(depths))  # linear from 0 over all blocks, as the official
         stages = []
         self.feature_info = []
@@ -369,6 +421,8 @@ class EMO(nn.Module):
                     window_size=window_size,
                     qk_bias=qk_bias,
                     drop_path_rates=dpr[block_idx : block_idx + depth],
+                    attn_layer=attn_layer,
+                    layer_scale_init=layer_scale_init,
                     **dd,
                 )
             )
@@ -386,6 +440,7 @@ class EMO(nn.Module):
 
     def __setstate__(self, state: dict) -> None:
         super().__setstate__(state)
+        self.__dict__.setdefault('window_size', 7)  # emo 0.1.0 did not store it
         if 'pool' not in self._modules:  # a whole model pickled by emo 0.1.0, which pooled in forward_head
             self.pool = _pool(self.global_pool)
             self.pool.train(self.training)
@@ -576,23 +631,28 @@ def _cfg(url: str = '', **kwargs) -> dict:
 
 # one cfg per released checkpoint of weights/manifest.json: url is the origin, hf_hub_id set once published
 default_cfgs = generate_default_cfgs({
-    name: _cfg(url=entry.url, hf_hub_id=entry.hf_hub_id) for name, entry in released_weights().items()
+    name: _cfg(url=entry.url, hf_hub_id=entry.hf_hub_id) for name, entry in released_weights('emo').items()
 })  # fmt: skip
 
 
-def _create_emo(variant: str, pretrained: bool = False, **kwargs) -> EMO:
+def _create_model(model_cls: Type[EMO], variant: str, pretrained: bool = False, **kwargs) -> EMO:
+    """Build ``variant`` of either family with timm's builder: pretrained weights prepared, out_indices checked."""
     if pretrained:
         prepare_pretrained(variant, kwargs)
     out_indices = _check_out_indices(kwargs.pop('out_indices', (0, 1, 2, 3)))
     with load_errors_explained(variant, pretrained, kwargs):
         return build_model_with_cfg(
-            EMO,
+            model_cls,
             variant,
             pretrained,
             pretrained_filter_fn=checkpoint_filter_fn,
             feature_cfg=dict(flatten_sequential=True, out_indices=out_indices),
             **kwargs,
         )
+
+
+def _create_emo(variant: str, pretrained: bool = False, **kwargs) -> EMO:
+    return _create_model(EMO, variant, pretrained, **kwargs)
 
 
 @register_model

@@ -1,23 +1,27 @@
-"""EMO and the iRMB as Ultralytics YOLO layers: ``import emo.ultralytics`` and name them in model YAMLs.
+"""EMO, EMOv2 and their blocks as Ultralytics YOLO layers: ``import emo.ultralytics`` and name them in model YAMLs.
 
 Ultralytics (AGPL-3.0) is an optional extra (``pip install -e ".[yolo]"``); nothing else in ``emo`` imports it.
 
-Three YAML layers, usable after the import in any YAML that Ultralytics' own ``parse_model`` reads:
+YAML layers, usable after the import in any YAML that Ultralytics' own ``parse_model`` reads:
 
 - ``iRMB``: ``[c2, exp_ratio=2.0, dim_head=32, window_size=7, kernel_size=3, norm='bn']``, a stack of ``n``
   :class:`emo.models.IRMB` blocks with grid-window attention; it keeps the width when the scaled ``c2`` equals
   its input, and then has both shortcuts.
 - ``C2f_iRMB``: ``[c2, shortcut=True, exp_ratio=2.0, dim_head=32, window_size=7, kernel_size=3, norm='bn', e=0.5]``,
   Ultralytics' C2f split/concat layout whose ``n`` bottlenecks are IRMB blocks.
-- ``EMOBackbone``: ``[variant='emo_1m', pretrained=False, drop_path_rate=0.0]``, the timm EMO feature extractor
-  returning ``[P3/8, P4/16, P5/32]``; pick the maps with Ultralytics' ``Index`` layer. First layer only.
+- ``i2RMB`` and ``C2f_i2RMB``: the same arguments, with EMOv2's block: hybrid window attention (strided-grid and
+  contiguous windows over one qk/v, the values expanded before the attention) and a layer scale in every block.
+- ``EMOBackbone``: ``[variant='emo_1m', pretrained=False, drop_path_rate=0.0]``, the timm EMO or EMOv2 feature
+  extractor (``variant='emo2_1m'`` ...) returning ``[P3/8, P4/16, P5/32]``; pick the maps with Ultralytics'
+  ``Index`` layer. First layer only.
 
 How the layers get Ultralytics' channel and repeat arithmetic: ``parse_model`` gives input channels, width-scaled
-output channels and depth-scaled repeats only to classes in sets it builds inside the function, and looks those
-up by equality. ``iRMB`` and ``C2f_iRMB`` have a metaclass that makes them compare (and hash) equal to
-Ultralytics' ``C2f`` while, and only while, the wrapped ``parse_model`` below runs, so Ultralytics builds them with
-``(c1, scaled c2, scaled n, *yaml args)`` exactly as it builds a C2f, and prints and tags them (``.i/.f/.type/.np``)
-itself. The wrapper also hands ``EMOBackbone`` the image channels and checks the ``Index`` rows that read it.
+output channels and depth-scaled repeats only to classes in sets it builds inside the function, and looks those up
+by equality. ``iRMB`` and ``C2f_iRMB`` (and their EMOv2 subclasses) have a metaclass that makes them compare (and
+hash) equal to Ultralytics' ``C2f`` while, and only while, the wrapped ``parse_model`` below runs, so Ultralytics
+builds them with ``(c1, scaled c2, scaled n, *yaml args)`` exactly as it builds a C2f, and prints and tags them
+(``.i/.f/.type/.np``) itself. The wrapper also hands ``EMOBackbone`` the image channels and checks the ``Index``
+rows that read it.
 The wrapper replaces ``ultralytics.nn.tasks.parse_model``, which every model build (``YOLO(yaml)``, the trainer's
 rebuild, ``DetectionModel``) looks up at call time; Ultralytics' files are not edited. It takes any signature
 (the model dict and input channels are found by name, ``d`` and ``ch``, else as the first two parameters), and the
@@ -55,7 +59,7 @@ from ..models.variants import get_variant
 from ..weights import create_with_weights
 from ..weights.errors import first_line
 
-__all__ = ['iRMB', 'C2f_iRMB', 'EMOBackbone', 'cfg', 'configs', 'attention_dim_head', 'CFG_DIR']
+__all__ = ['iRMB', 'C2f_iRMB', 'i2RMB', 'C2f_i2RMB', 'EMOBackbone', 'cfg', 'configs', 'attention_dim_head', 'CFG_DIR']
 
 CFG_DIR = Path(__file__).parent / 'cfg'
 SUPPORTED_ULTRALYTICS = '>=8.4,<9'  # the yolo extra of setup.cfg (tests/test_ultralytics.py checks they agree)
@@ -103,9 +107,12 @@ def _irmb(
     kernel_size: int,
     norm: str,
     shortcut: bool = True,
+    emo2: bool = False,
 ) -> IRMB:
     if norm not in _NORMS:
         raise ValueError(f'norm must be one of {_NORMS}, got {norm!r}')
+    # EMOv2's i2RMB: hybrid window attention and a layer scale, at the official training init
+    v2 = dict(attn_layer='hybrid', layer_scale_init=1e-6) if emo2 else {}
     return IRMB(
         in_chs,
         out_chs,
@@ -116,6 +123,7 @@ def _irmb(
         dim_head=attention_dim_head(in_chs, dim_head) if dim_head else None,
         window_size=window_size,
         skip=shortcut,
+        **v2,
     )
 
 
@@ -138,6 +146,7 @@ class iRMB(nn.Sequential, metaclass=_ParsedAs):  # noqa: N801 - the name used in
     """
 
     parsed_as = C2f  # Ultralytics: c1 in, c2 scaled by width, repeats scaled by depth and passed as n
+    emo2 = False  # EMOv2's block (i2RMB)
 
     def __init__(
         self,
@@ -151,8 +160,21 @@ class iRMB(nn.Sequential, metaclass=_ParsedAs):  # noqa: N801 - the name used in
         norm: str = 'bn',
     ):
         super().__init__(
-            *(_irmb(c1 if i == 0 else c2, c2, exp_ratio, dim_head, window_size, kernel_size, norm) for i in range(n))
+            *(
+                _irmb(c1 if i == 0 else c2, c2, exp_ratio, dim_head, window_size, kernel_size, norm, emo2=self.emo2)
+                for i in range(n)
+            )
         )
+
+
+class i2RMB(iRMB):  # noqa: N801 - the name used in YAMLs and in the EMOv2 paper
+    """``n`` EMOv2 blocks (i2RMB): :class:`iRMB`'s arguments, with hybrid window attention and layer scale.
+
+    The values are expanded by ``exp_ratio`` before the attention and split into as many heads as the queries, so
+    ``int(c2 * exp_ratio)`` must divide into them (it does for integer ``exp_ratio``).
+    """
+
+    emo2 = True
 
 
 class C2f_iRMB(nn.Module, metaclass=_ParsedAs):  # noqa: N801 - the name used in YAMLs
@@ -170,6 +192,7 @@ class C2f_iRMB(nn.Module, metaclass=_ParsedAs):  # noqa: N801 - the name used in
     """
 
     parsed_as = C2f
+    emo2 = False  # EMOv2's block (i2RMB) as the bottleneck
 
     def __init__(
         self,
@@ -189,7 +212,8 @@ class C2f_iRMB(nn.Module, metaclass=_ParsedAs):  # noqa: N801 - the name used in
         self.cv1 = Conv(c1, 2 * self.c, 1, 1)
         self.cv2 = Conv((2 + n) * self.c, c2, 1)
         self.m = nn.ModuleList(
-            _irmb(self.c, self.c, exp_ratio, dim_head, window_size, kernel_size, norm, shortcut) for _ in range(n)
+            _irmb(self.c, self.c, exp_ratio, dim_head, window_size, kernel_size, norm, shortcut, self.emo2)
+            for _ in range(n)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -197,6 +221,12 @@ class C2f_iRMB(nn.Module, metaclass=_ParsedAs):  # noqa: N801 - the name used in
         for block in self.m:
             maps.append(block(maps[-1]))
         return self.cv2(torch.cat(maps, 1))
+
+
+class C2f_i2RMB(C2f_iRMB):  # noqa: N801 - the name used in YAMLs
+    """C2f with EMOv2 (i2RMB) bottlenecks: :class:`C2f_iRMB`'s arguments and layout."""
+
+    emo2 = True
 
 
 class _BackboneBatchNorm2d(nn.BatchNorm2d):
@@ -208,16 +238,18 @@ class _BackboneBatchNorm2d(nn.BatchNorm2d):
 class EMOBackbone(nn.Module):
     """A timm EMO feature extractor for YOLO necks: returns ``[P3, P4, P5]`` (strides 8, 16, 32).
 
-    Channels per variant: emo_1m 48/80/168, emo_2m 48/120/200, emo_5m 72/160/288, emo_6m 72/160/320. Width and
+    Channels per variant: emo_1m 48/80/168, emo_2m 48/120/200, emo_5m 72/160/288, emo_6m 72/160/320; emo2_1m
+    48/80/180, emo2_2m 48/120/200, emo2_5m and emo2_5m_512 72/160/288, emo2_20m 128/320/448. Width and
     depth scaling do not apply: the variant named in the YAML fixes the backbone (pretrained weights fix its shape),
     the neck and head after it scale as usual.
 
     Args:
         c1: image channels (set by the parse_model wrapper from the model's input channels).
-        variant: 'emo_1m', 'emo_2m', 'emo_5m' or 'emo_6m' (a pretrained tag such as 'emo_2m.in1k' is accepted).
+        variant: an EMO or EMOv2 variant, 'emo_1m' ... 'emo_6m', 'emo2_1m' ... 'emo2_20m' (a pretrained tag such as
+            'emo_2m.in1k' or 'emo2_1m.dist_in1k' is accepted).
         pretrained: False, True for the released ImageNet weights (downloaded once, verified and cached; see
             docs/weights.md), or the path of a checkpoint file that ``timm.create_model(..., pretrained=True)``
-            accepts (an official ``net.pth`` included).
+            accepts (an official ``net.pth`` or ``EMOv2_*.pth`` included).
         drop_path_rate: stochastic depth of the backbone blocks.
     """
 
@@ -247,7 +279,13 @@ class EMOBackbone(nn.Module):
             raise ValueError(f'EMOBackbone: {e}') from None
 
 
-_YAML_LAYERS = {'iRMB': iRMB, 'C2f_iRMB': C2f_iRMB, 'EMOBackbone': EMOBackbone}
+_YAML_LAYERS = {
+    'iRMB': iRMB,
+    'C2f_iRMB': C2f_iRMB,
+    'i2RMB': i2RMB,
+    'C2f_i2RMB': C2f_i2RMB,
+    'EMOBackbone': EMOBackbone,
+}
 
 
 def _prepare_rows(d: dict, ch: int) -> dict:

@@ -23,7 +23,7 @@ import torch
 from timm.models import clean_state_dict
 
 from .errors import CheckpointError, first_line
-from .official_layout import TIMM_BLOCK, is_official_layout, to_official_layout, to_timm_layout
+from .official_layout import TIMM_BLOCK, family_of, is_official_layout, to_official_layout, to_timm_layout
 
 __all__ = [
     'CheckpointError',
@@ -34,6 +34,7 @@ __all__ = [
     'to_timm_layout',
     'to_official_layout',
     'arch_of',
+    'family_of',
     'check_matches_model',
     'load_into',
     'check_variant',
@@ -45,6 +46,10 @@ __all__ = [
 SAFETENSORS_METADATA = {'format': 'pt'}
 
 _logger = logging.getLogger(__name__)
+
+# the first conv's weight (EMO, EMOv2) and the classifier: timm adapts these to in_chans / num_classes
+FIRST_CONV_KEYS = ('stem.conv.weight', 'stem.conv1.conv.weight')
+ADAPTED_KEYS = (*FIRST_CONV_KEYS, 'head.weight', 'head.bias')
 
 # wrapper keys, in order of preference: EMA weights first
 _WRAPPER_KEYS = ('net_E', 'state_dict_ema', 'model_ema', 'net', 'state_dict', 'model')
@@ -192,12 +197,13 @@ def arch_of(state_dict: Mapping) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
     return tuple(len(s) for s in stages), tuple(s[max(s)] for s in stages)
 
 
-def _describe(depths: Tuple[int, ...], widths: Tuple[int, ...]) -> str:
+def _describe(depths: Tuple[int, ...], widths: Tuple[int, ...], family: str) -> str:
     from ..models.variants import variant_for_arch
 
-    variant = variant_for_arch(depths, widths)
+    variant = variant_for_arch(depths, widths, family)
     arch = f'stage widths {",".join(map(str, widths))}, depths {",".join(map(str, depths))}'
-    return f'{variant.title} ({arch})' if variant else f'an EMO with {arch}, not a released variant'
+    title = 'EMO' if family == 'emo' else 'EMOv2'
+    return f'{variant.title} ({arch})' if variant else f'an {title} with {arch}, not a registered variant'
 
 
 def check_matches_model(state_dict: Mapping, model: torch.nn.Module) -> None:
@@ -207,22 +213,22 @@ def check_matches_model(state_dict: Mapping, model: torch.nn.Module) -> None:
     """
     expected = model.state_dict()
     got_arch, want_arch = arch_of(state_dict), arch_of(expected)
+    got_family, want_family = family_of(state_dict) or 'emo', family_of(expected) or 'emo'
     if not got_arch[0]:
         raise CheckpointError(
-            f'this is not an EMO checkpoint: none of its {len(state_dict)} keys is an EMO block '
+            f'this is not an EMO or EMOv2 checkpoint: none of its {len(state_dict)} keys is a block '
             f'(first keys: {list(state_dict)[:4]})'
         )
-    if got_arch != want_arch:
+    if (got_family, got_arch) != (want_family, want_arch):
         name = getattr(model, 'pretrained_cfg', {}).get('architecture', type(model).__name__)
         from ..models.variants import variant_for_arch
 
-        variant = variant_for_arch(*got_arch)
-        hint = f"build '{variant.name}' for it" if variant else 'build an EMO with the same widths and depths'
+        variant = variant_for_arch(*got_arch, got_family)
+        hint = f"build '{variant.name}' for it" if variant else 'build a model with the same widths and depths'
         raise CheckpointError(
-            f'this checkpoint is {_describe(*got_arch)}; you built {name}, {_describe(*want_arch)}: {hint}, '
-            'or load weights made for your model'
+            f'this checkpoint is {_describe(*got_arch, got_family)}; you built {name}, '
+            f'{_describe(*want_arch, want_family)}: {hint}, or load weights made for your model'
         )
-    adapted = ('stem.conv.weight', 'head.weight', 'head.bias')  # timm adapts these to in_chans / num_classes
     missing = [k for k in expected if k not in state_dict and not k.startswith('head.')]
     unexpected = [k for k in state_dict if k not in expected and not k.startswith('head.')]
     if missing or unexpected:
@@ -231,7 +237,7 @@ def check_matches_model(state_dict: Mapping, model: torch.nn.Module) -> None:
             f'{len(unexpected)} unexpected (e.g. {unexpected[:3]}); the file may be incomplete or edited'
         )
     for key, value in state_dict.items():
-        if key in expected and key not in adapted and tuple(value.shape) != tuple(expected[key].shape):
+        if key in expected and key not in ADAPTED_KEYS and tuple(value.shape) != tuple(expected[key].shape):
             raise CheckpointError(
                 f'{key} has shape {tuple(value.shape)} in the checkpoint and {tuple(expected[key].shape)} in the '
                 'model; the checkpoint is not from this EMO variant'
@@ -246,13 +252,14 @@ def load_into(model: torch.nn.Module, checkpoint: Mapping, strict: bool = True) 
     state_dict = to_timm_state_dict(checkpoint)
     check_matches_model(state_dict, model)
     expected = model.state_dict()
-    for key in ('head.weight', 'head.bias', 'stem.conv.weight'):
+    first_conv = next(k for k in FIRST_CONV_KEYS if k in state_dict)
+    for key in ADAPTED_KEYS:
         if key in state_dict and key in expected and state_dict[key].shape != expected[key].shape:
             raise CheckpointError(
                 f'{key} has shape {tuple(state_dict[key].shape)} in the checkpoint and '
                 f'{tuple(expected[key].shape)} in the model: build the model with num_classes='
                 f'{state_dict["head.weight"].shape[0] if "head.weight" in state_dict else 0} and in_chans='
-                f'{state_dict["stem.conv.weight"].shape[1]} to match the checkpoint'
+                f'{state_dict[first_conv].shape[1]} to match the checkpoint'
             )
     result = model.load_state_dict(state_dict, strict=strict)
     return list(result.missing_keys)

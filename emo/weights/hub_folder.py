@@ -16,7 +16,7 @@ from ..files import scratch_folder
 from . import checkpoint as ckpt
 from .download import git_blob_sha1
 from .errors import CheckpointError, HubUploadError, first_line, hub_errors
-from .manifest import HUB_WEIGHTS_FILE, ReleasedWeights, manifest, official_figures, released_weights
+from .manifest import HUB_WEIGHTS_FILE, ReleasedWeights, default_weights, official_figures, released_weights
 
 __all__ = [
     'HUB_FILES',
@@ -31,6 +31,30 @@ __all__ = [
 HUB_FILES = (HUB_WEIGHTS_FILE, 'config.json', 'README.md')  # what write_hub_folder writes: all that push uploads
 
 
+# each family's citation, as its official repository gives it (EMOv2's author list is shortened to the first author:
+# the release this project read names no full list)
+_CITATIONS = {
+    'emo': """@inproceedings{{zhang2023rethinking,
+  title={{Rethinking Mobile Block for Efficient Attention-based Models}},
+  author={{Zhang, Jiangning and Li, Xiangtai and Li, Jian and Liu, Liang and Xue, Zhucun and Zhang, Boshen and
+          Jiang, Zhengkai and Huang, Tianxin and Wang, Yabiao and Wang, Chengjie}},
+  booktitle={{ICCV}},
+  year={{2023}}
+}}""",
+    'emo2': """@article{{zhang2025emov2,
+  title={{EMOv2: Pushing 5M Vision Model Frontier}},
+  author={{Zhang, Jiangning and others}},
+  journal={{IEEE Transactions on Pattern Analysis and Machine Intelligence}},
+  year={{2025}},
+  doi={{10.1109/TPAMI.2025.3596776}}
+}}""",
+}
+_BLOCKS = {
+    'emo': 'built only from Inverted Residual Mobile Blocks (iRMB)',
+    'emo2': 'built from improved Inverted Residual Mobile Blocks (i2RMB: hybrid window attention, layer scale)',
+}
+
+
 def model_card(
     entry: Optional[ReleasedWeights], variant: str, source_name: str, source_blob: str, repo_id: Optional[str] = None
 ) -> str:
@@ -39,21 +63,29 @@ def model_card(
     from ..models.variants import VARIANTS
 
     spec = VARIANTS[variant]
+    family = spec.family_info
     official = entry is not None and source_blob == entry.git_blob_sha1
     name = entry.name if entry else f'{variant}.custom'
     load_id = repo_id or f'ORG/{name}'
     provenance = (
-        f'the official release `{entry.path}` of github.com/zhangzjn/EMO at commit '
-        f'`{manifest()["origin"]["commit"]}`, git blob `{source_blob}` (verified)'
+        f'the official release `{entry.path}` of {family.repository.removeprefix("https://")} at commit '
+        f'`{family.commit}`, git blob `{source_blob}` (verified)'
         if official
         else f'`{source_name}`, git blob `{source_blob}`; this is not the official release file of {variant}'
     )
-    metrics = f'| ImageNet-1k top-1 / top-5 (official) | {entry.top1} / {entry.top5} |\n' if official else ''
+    metrics = ''
+    if official:
+        top5 = '' if entry.top5 is None else f' / {entry.top5}'
+        metrics = f'| ImageNet-1k top-1{" / top-5" if top5 else ""} (official) | {entry.top1}{top5} |\n'
+        if entry.distilled:
+            metrics += f'| training | knowledge distillation: {entry.distilled} |\n'
+    size = spec.img_size
+    resize = round(size / 0.875)
     return f"""---
 tags:
 - image-classification
 - timm
-- emo
+- {spec.family}
 library_name: timm
 license: other
 datasets:
@@ -61,17 +93,17 @@ datasets:
 ---
 # Model card for {name}
 
-{spec.title}, an EMO image classifier and backbone built only from Inverted Residual Mobile Blocks (iRMB),
-from "Rethinking Mobile Block for Efficient Attention-based Models" (Zhang et al., ICCV 2023,
-arXiv:2301.01146), converted to the layout of the `emo` timm implementation.
+{spec.title}, an {family.title} image classifier and backbone {_BLOCKS[spec.family]},
+from "{family.paper}" (Zhang et al., {family.venue}, arXiv:{family.arxiv}), converted to the layout of the
+`emo` timm implementation.
 
 ## Details
 
 | | |
 |---|---|
 | parameters | {spec.params:,} |
-| GFLOPs at 224x224 (fvcore) | {spec.gflops} |
-{metrics}| input | 3x224x224, ImageNet mean/std, resize 256 bicubic + center crop 224 |
+| GFLOPs at {size}x{size} (fvcore) | {spec.gflops} |
+{metrics}| input | 3x{size}x{size}, ImageNet mean/std, resize {resize} bicubic + center crop {size} |
 | weights | {provenance} |
 | converted by | emo {__version__} |
 
@@ -97,23 +129,18 @@ The official repository has no license file; ask its authors before using these 
 ## Citation
 
 ```bibtex
-@inproceedings{{zhang2023rethinking,
-  title={{Rethinking Mobile Block for Efficient Attention-based Models}},
-  author={{Zhang, Jiangning and Li, Xiangtai and Li, Jian and Liu, Liang and Xue, Zhucun and Zhang, Boshen and
-          Jiang, Zhengkai and Huang, Tianxin and Wang, Yabiao and Wang, Chengjie}},
-  booktitle={{ICCV}},
-  year={{2023}}
-}}
+{_CITATIONS[spec.family]}
 ```
 """
 
 
-def hub_config(variant: str, tag: str) -> dict:
-    """The config.json of a hub folder, as timm's ``hf-hub:`` and ``local-dir:`` loaders read it."""
+def hub_config(variant: str, tag: Optional[str]) -> dict:
+    """The config.json of a hub folder, as timm's ``hf-hub:`` and ``local-dir:`` loaders read it (``tag`` None: a
+    variant without released weights, such as emo2_20m)."""
     import timm
     from timm.data import ImageNetInfo
 
-    model = timm.create_model(f'{variant}.{tag}', device='meta')
+    model = timm.create_model(f'{variant}.{tag}' if tag else variant, device='meta')
     cfg = model.pretrained_cfg
     keep = (
         'tag',
@@ -152,7 +179,7 @@ def write_hub_folder(
     variant: str,
     source_name: str,
     source_blob: str,
-    tag: str = 'in1k',
+    tag: Optional[str] = 'in1k',
     repo_id: Optional[str] = None,
     overwrite: bool = False,
 ) -> Path:
@@ -171,8 +198,7 @@ def write_hub_folder(
         raise FileExistsError(f'{out_dir} is not empty; choose a new folder or pass --overwrite')
     state_dict = dict(state_dict)
     ckpt.check_variant(state_dict, variant)
-    name = f'{variant}.{tag}'
-    entry = released_weights().get(name)
+    entry = released_weights().get(f'{variant}.{tag}')
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     with scratch_folder(out_dir.parent, f'.{out_dir.name}-') as scratch:
         ckpt.save_safetensors(state_dict, scratch / HUB_WEIGHTS_FILE)
@@ -199,15 +225,26 @@ def convert_official(
     from ..models.variants import get_variant, variant_for_arch
 
     state_dict = ckpt.to_timm_state_dict(ckpt.read_checkpoint(src))
-    if variant is None:
-        found = variant_for_arch(*ckpt.arch_of(state_dict))
-        if found is None:
-            raise CheckpointError(f'{src} is not one of the released EMO variants; name one with --model')
-        variant = found.name
-    else:
+    blob = git_blob_sha1(src)
+    # a released file names its variant and tag (emo2_5m_512 differs from emo2_5m in its window only, which the
+    # weights do not show); another file is the variant its family, widths and depths identify, or --model
+    released = next((e for e in released_weights().values() if e.git_blob_sha1 == blob), None)
+    if variant is not None:
         variant = get_variant(variant).name
+    elif released is not None:
+        variant = released.variant
+    else:
+        found = variant_for_arch(*ckpt.arch_of(state_dict), ckpt.family_of(state_dict) or 'emo')
+        if found is None:
+            raise CheckpointError(f'{src} is not one of the registered EMO / EMOv2 variants; name one with --model')
+        variant = found.name
+    if released is not None and released.variant == variant:
+        tag = released.tag
+    else:
+        default = default_weights(variant)
+        tag = default.tag if default else None
     return write_hub_folder(
-        state_dict, out_dir, variant, Path(src).name, git_blob_sha1(src), repo_id=repo_id, overwrite=overwrite
+        state_dict, out_dir, variant, Path(src).name, blob, tag=tag, repo_id=repo_id, overwrite=overwrite
     )
 
 
@@ -243,7 +280,7 @@ def push_folder(
     except (ValueError, AttributeError) as e:  # not JSON, or JSON that is not an object
         raise _config_error(config_path, _shape_error(config_path) or e) from e
     if not isinstance(architecture, str) or architecture not in official_figures():
-        raise ValueError(f'{config_path} names architecture {architecture!r}, not an EMO variant')
+        raise ValueError(f'{config_path} names architecture {architecture!r}, not an EMO or EMOv2 variant')
     ckpt.check_variant(ckpt.read_checkpoint(folder / HUB_WEIGHTS_FILE), architecture)
     left_out = sorted(p.name + ('/' if p.is_dir() else '') for p in folder.iterdir() if p.name not in HUB_FILES)
     if left_out:

@@ -1,4 +1,5 @@
-"""The weight manifest (weights/manifest.json): the released checkpoints and the official figures of each variant.
+"""The weight manifest (weights/manifest.json): the released checkpoints of both families (EMO, EMOv2), where each
+family comes from, and the official figures of each variant.
 
 One file, packaged with the code as ``emo/weights/manifest.json`` (a link to ``weights/manifest.json`` in a checkout,
 a copy in wheels), read by everything that needs a URL, a blob id, an accuracy or a parameter count.
@@ -14,16 +15,32 @@ from typing import Dict, Optional
 __all__ = [
     'HUB_WEIGHTS_FILE',
     'MANIFEST',
+    'Family',
     'ReleasedWeights',
+    'families',
     'hub_org',
     'official_figures',
     'origin_url',
+    'default_weights',
     'released_entry',
     'released_weights',
 ]
 
 MANIFEST = Path(__file__).with_name('manifest.json')
 HUB_WEIGHTS_FILE = 'model.safetensors'  # the weights file of a Hub folder (emo convert, emo push, timm's loaders)
+
+
+@dataclass(frozen=True)
+class Family:
+    """A model family: its paper and the repository (pinned to a commit) its weights are released in."""
+
+    name: str  # 'emo', 'emo2': the variant names' prefix
+    title: str  # 'EMO', 'EMOv2'
+    paper: str
+    arxiv: str
+    venue: str
+    repository: str
+    commit: str
 
 
 @dataclass(frozen=True)
@@ -37,8 +54,9 @@ class ReleasedWeights:
     git_blob_sha1: str
     dataset: str
     top1: float
-    top5: float
+    top5: Optional[float]  # None where the release gives none (EMOv2)
     hf_hub_id: Optional[str]  # once published
+    distilled: Optional[str] = None  # how, for weights trained with knowledge distillation
 
     @property
     def tag(self) -> str:
@@ -55,21 +73,37 @@ def manifest() -> dict:
     return _read_manifest(MANIFEST)
 
 
-def released_weights() -> Dict[str, ReleasedWeights]:
-    """The manifest's entries by name (``'emo_2m.in1k'``)."""
-    return {name: ReleasedWeights(name=name, **entry) for name, entry in manifest()['weights'].items()}
+def families() -> Dict[str, Family]:
+    """The model families by name (``'emo'``, ``'emo2'``)."""
+    return {name: Family(name=name, **entry) for name, entry in manifest()['families'].items()}
+
+
+def released_weights(family: Optional[str] = None) -> Dict[str, ReleasedWeights]:
+    """The manifest's entries by name (``'emo_2m.in1k'``), of one family if ``family`` names one."""
+    variants = manifest()['variants']
+    return {
+        name: ReleasedWeights(name=name, **entry)
+        for name, entry in manifest()['weights'].items()
+        if family is None or variants[entry['variant']]['family'] == family
+    }
 
 
 def official_figures() -> Dict[str, dict]:
-    """Per variant, the figures the paper and the official code give: params, GFLOPs, training drop-path rate."""
+    """Per variant, its family and the figures the paper and the official code give: params, GFLOPs (at
+    ``img_size``, 224 unless given), training drop-path rate."""
     return manifest()['variants']
+
+
+def default_weights(variant: str) -> Optional[ReleasedWeights]:
+    """The weights ``pretrained=True`` loads for a bare variant name (its first tag), None if it has none."""
+    return next((e for e in released_weights().values() if e.variant == variant), None)
 
 
 def released_entry(name: str) -> ReleasedWeights:
     """The entry of ``'emo_2m.in1k'``, or of a bare variant name's default (first) tag."""
     entries = released_weights()
     if name in official_figures():
-        name = next(n for n, e in entries.items() if e.variant == name)
+        name = next((n for n, e in entries.items() if e.variant == name), name)
     if name not in entries:
         raise KeyError(f'no released weights named {name!r}; known: {sorted(entries)}')
     return entries[name]

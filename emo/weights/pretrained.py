@@ -14,7 +14,7 @@ from huggingface_hub.errors import RepositoryNotFoundError
 from safetensors import SafetensorError
 from timm.models import resolve_pretrained_cfg
 
-from .checkpoint import read_checkpoint
+from .checkpoint import read_checkpoint, unwrap
 from .download import fetch_official
 from .errors import WeightsUnavailableError, hub_errors, hub_unavailable, unreadable_weights
 from .manifest import HUB_WEIGHTS_FILE, hub_org, released_weights
@@ -45,9 +45,16 @@ def prepare_pretrained(variant: str, kwargs: dict) -> None:
     if cfg.source in ('hf-hub', 'local-dir') or cfg.state_dict:
         return
     if cfg.file:
-        read_checkpoint(cfg.file)  # fail early and clearly on a missing, truncated or unsafe file
+        # fail early and clearly on a missing, truncated, unsafe or foreign file (a list, a dict of non-tensors), before
+        # timm's loader meets it
+        unwrap(read_checkpoint(cfg.file))
         return
     name = f'{cfg.architecture}.{cfg.tag}'
+    if not cfg.hf_hub_id and name not in released_weights():
+        raise WeightsUnavailableError(
+            f'{cfg.architecture} has no released ImageNet weights (the official release has none): build it with '
+            f'pretrained=False and train it, or load a checkpoint of yours with pretrained_cfg_overlay=dict(file=...)'
+        )
     if not cfg.hf_hub_id and hub_org():
         overlay['hf_hub_id'] = f'{hub_org()}/{name}'
         # the file emo push uploads; named, timm asks for it alone instead of also trying pytorch_model.bin, which
