@@ -1,6 +1,6 @@
-"""EMO backbones for torchvision's detection models (RetinaNet, Faster R-CNN, SSDLite).
+"""EMO and EMOv2 backbones for torchvision's detection models (RetinaNet, Faster R-CNN, SSDLite).
 
-The backbone is the raw stage outputs of an EMO (before its final norm), at strides 4/8/16/32, exposed with
+The backbone is the raw stage outputs of an EMO or EMOv2 (before its final norm), at strides 4/8/16/32, exposed with
 torchvision's ``layer1..layer4`` naming so that torchvision's own :class:`BackboneWithFPN`, frozen BatchNorm and
 ``trainable_layers`` conventions apply unchanged. The builders follow the paper's detectors (settings of the
 official mmdetection configs): RetinaNet on strides 8/16/32 with P6/P7 from the stride-32 input, SSDLite on
@@ -93,10 +93,10 @@ def fpn_backbone(
     frozen_bn: Optional[bool] = None,
     norm_layer: Optional[Callable[..., nn.Module]] = None,
 ) -> BackboneWithFPN:
-    """An EMO with a feature pyramid, as torchvision's ``resnet_fpn_backbone`` builds one for a ResNet.
+    """An EMO or EMOv2 with a feature pyramid, as torchvision's ``resnet_fpn_backbone`` builds one for a ResNet.
 
     Args:
-        model_name: 'emo_1m', 'emo_2m', 'emo_5m' or 'emo_6m'.
+        model_name: a variant of either family, 'emo_1m' ... 'emo_6m', 'emo2_1m' ... 'emo2_20m', or a tag.
         pretrained_backbone: False, True (released ImageNet weights) or a checkpoint path.
         trainable_layers: trainable layers counted from the top (layer4, layer3, layer2, layer1, stem);
             default 3 with pretrained weights, else 5 (all).

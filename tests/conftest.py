@@ -30,13 +30,21 @@ def official_files(tmp_path_factory):
 
 @pytest.fixture()
 def release(official_files, tmp_path, monkeypatch):
-    """A manifest whose blob ids are those of the regenerated files, and an empty torch hub cache."""
+    """A manifest whose blob ids are those of the regenerated files, and an empty torch hub cache.
+
+    Each released file gets bytes of its own, as at the origin: where a file with the same weights is already served
+    (emo2_1m.in1k and .dist_in1k, emo2_5m and emo2_5m_512 share the rule's weights), the state dict is wrapped in
+    ``{'state_dict': ..., 'entry': n}``, one of the containers the official EMOv2 files may use."""
     data = json.loads(manifest.MANIFEST.read_text())
-    files = {}
-    for entry in data['weights'].values():
+    files, served = {}, set()
+    for n, entry in enumerate(data['weights'].values()):
         path = official_files[entry['variant']]
+        if path.read_bytes() in served:
+            path = tmp_path / f'release-{n}.pth'
+            torch.save({'state_dict': official_state_dict(entry['variant']), 'entry': torch.tensor(n)}, path)
         entry['git_blob_sha1'] = git_blob_sha1(path)
         files[entry['path']] = path.read_bytes()
+        served.add(files[entry['path']])
     test_manifest = tmp_path / 'manifest.json'
     test_manifest.write_text(json.dumps(data))
     monkeypatch.setattr(manifest, 'MANIFEST', test_manifest)

@@ -31,14 +31,15 @@ def test_zoo_table():
     assert len(rows) == len(emo.VARIANTS) == 9  # both generations
     for line, (name, variant) in zip(rows, emo.VARIANTS.items()):
         cells = [c.strip() for c in line.strip('|').split('|')]
-        weights = [e for e in released_weights().values() if e.variant == name]
-        distilled = [e for e in weights if e.distilled]
+        weights = [e for e in released_weights().values() if e.variant == name and not e.distilled]
+        distilled = [e for e in released_weights().values() if e.variant == name and e.distilled]
         assert cells[0] == name and cells[1] == ('EMOv2' if name.startswith('emo2_') else 'EMO')
         assert float(cells[2]) == pytest.approx(variant.params / 1e6, abs=0.005)
         assert int(cells[3]) == variant.img_size == (512 if name == 'emo2_5m_512' else 224)
         assert float(cells[4]) == variant.gflops
         # the accuracy columns print the manifest's figures to 0.1 (test_weights checks those against the paper);
-        # '-' where nothing was released: emo2_20m has no weights, EMOv2 no top-5, EMO no distilled weights
+        # '-' where nothing was released: emo2_20m has no weights, EMOv2 no top-5, EMO no distilled weights,
+        # emo2_5m_512 only distilled ones
         for cell, entry, field in (
             (cells[5], weights, 'top1'),
             (cells[6], distilled, 'top1'),
@@ -49,6 +50,8 @@ def test_zoo_table():
         median, low, high = map(float, re.match(r'([\d.]+) \(([\d.]+)-([\d.]+)\)', cells[8]).groups())
         assert 0 < low <= median <= high
     assert rows[-1].split('|')[6].strip() == '-' and 'emo2_20m' in rows[-1]
+    row_512 = next(r for r in rows if r.startswith('| emo2_5m_512 '))
+    assert [c.strip() for c in row_512.split('|')[6:8]] == ['-', '82.9']  # no plain weights at 512
     assert 'measuring latency' in result.stderr  # the progress bar
 
 

@@ -2,7 +2,9 @@
 the released tags, official checkpoints in every container, both families kept apart, downloads, Hub folders,
 export and the benchmark's baseline."""
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -132,9 +134,8 @@ def naive_hybrid_attention(attn: HybridWindowAttention, x: torch.Tensor) -> torc
 @pytest.mark.parametrize('fused_attn', [True, False])
 @pytest.mark.parametrize('size', [(14, 14), (16, 12), (25, 33), (3, 5), (7, 8)])
 def test_hybrid_attention_matches_pixel_by_pixel_definition(size, fused_attn, monkeypatch):
-    import emo.layers.hybrid_attention as hybrid_attention
-
-    monkeypatch.setattr(hybrid_attention, 'MIN_FUSED_WINDOW_HEADS', 0)
+    # fused_attn: SDPA, forced past the CPU rule that takes the explicit form for wide value heads
+    monkeypatch.setattr(HybridWindowAttention, '_explicit_is_faster', lambda self, *args: False)
     torch.manual_seed(0)
     attn = HybridWindowAttention(40, 120, dim_head=20, window_size=7)
     attn.fused_attn = fused_attn
@@ -146,8 +147,9 @@ def test_hybrid_attention_matches_pixel_by_pixel_definition(size, fused_attn, mo
 
 
 def test_every_block_counts_in_the_reference():
-    """Guard against a test that cannot fail: the released layer scales are the reference rule's (~1), so each
-    block's branch is visible in the logits; zeroing one stage-4 gamma moves them far beyond the tolerance."""
+    """Guard against a test that cannot fail: the reference rule draws the layer scales like conv weights
+    (randn / sqrt(C), not the 1e-6 of a fresh model), so each block's branch is visible in the logits; zeroing one
+    stage-4 gamma moves them far beyond the tolerance."""
     model = timm.create_model('emo2_1m').eval()
     model.load_state_dict(to_timm_layout(official_state_dict('emo2_1m')))
     x = INPUTS['2x3x224x224']
@@ -278,7 +280,9 @@ def test_hub_folder_of_an_emo2_release_file(release, official_files, tmp_path):
     folder512 = convert_official(official_files['emo2_5m_512'], tmp_path / 'hub512', variant='emo2_5m_512')
     config = (folder512 / 'config.json').read_text()
     assert '"architecture": "emo2_5m_512"' in config and '"tag": "dist_in1k"' in config
-    assert '512' in (folder512 / 'README.md').read_text()
+    card512 = (folder512 / 'README.md').read_text()
+    assert '| input | 3x512x512, ImageNet mean/std, resize 585 bicubic + center crop 512 |' in card512
+    assert '| GFLOPs at 512x512 (fvcore) | 5.627 |' in card512
 
 
 def test_onnx_at_224_and_dynamic_at_256x192(tmp_path, official_files):
@@ -312,3 +316,39 @@ def test_benchmark_baseline_is_the_family_s_and_sees_every_block():
         official.stage4[1].eops[0].v.conv.bias.add_(0.5)
     with pytest.raises(RuntimeError, match='disagree'):
         check_agreement(fused, official, 64)
+
+
+def test_a_released_file_names_its_variant_and_tag(release, tmp_path):
+    """emo convert knows released files by their blob id: the 512x512 KD file becomes emo2_5m_512.dist_in1k although
+    its weights look like emo2_5m's, and its card gives the official figures."""
+    from emo.weights import convert_official
+
+    for name, entry in emo.weights.released_weights('emo2').items():
+        if not entry.distilled:
+            continue
+        src = tmp_path / Path(entry.path).name
+        src.write_bytes(release[entry.path])
+        folder = convert_official(src, tmp_path / name)
+        config = json.loads((folder / 'config.json').read_text())
+        assert (config['architecture'], config['pretrained_cfg']['tag']) == (entry.variant, entry.tag), name
+        card = (folder / 'README.md').read_text()
+        assert f'# Model card for {name}' in card and f'| ImageNet-1k top-1 (official) | {entry.top1} |' in card
+        assert 'knowledge distillation' in card and '@article{zhang2025emov2,' in card
+
+
+def test_predict_with_a_distilled_tag_and_a_local_file(official_files, tmp_path):
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    image = tmp_path / 'noise.png'
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (300, 260, 3), dtype=np.uint8)).save(image)
+    result = subprocess.run(
+        [sys.executable, '-m', 'emo.cli', 'predict', str(image), '--model', 'emo2_1m.dist_in1k', '--weights',
+         str(official_files['emo2_1m']), '--top-k', '3'],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[0] == str(image) and len(lines) == 4 and all('%' in line for line in lines[1:])

@@ -53,6 +53,17 @@ def test_card_of_the_official_release_has_its_metrics(official_files, tmp_path, 
     card = (folder / 'README.md').read_text()
     assert '(verified)' in card and '71.498 / 90.368' in card and 'resources/EMO_1M/net.pth' in card
     assert 'hf-hub:someorg/emo_1m.in1k' in card
+    # valid BibTeX: single braces around the entry and its fields
+    assert '@inproceedings{zhang2023rethinking,\n  title={Rethinking Mobile Block' in card and '{{' not in card
+    assert 'trained on ImageNet-1k only' in card
+
+
+def test_card_of_a_file_that_is_not_a_release_claims_nothing(official_files, tmp_path):
+    folder = convert_official(official_files['emo2_20m'], tmp_path / 'out')
+    card = (folder / 'README.md').read_text()
+    assert '# Model card for emo2_20m.custom' in card and 'not the official release file of emo2_20m' in card
+    assert 'ImageNet-1k top-1' not in card and 'trained on ImageNet-1k only' not in card
+    assert 'cannot say what they were' in card and '@article{zhang2025emov2,' in card
 
 
 def test_local_dir_loads_the_folder(official_files, tmp_path):

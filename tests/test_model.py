@@ -225,9 +225,13 @@ def test_forward_intermediates_contract():
             model.forward_intermediates(x, output_fmt='NHWC')
 
 
+BOTH = ['emo_1m', 'emo2_1m']  # the timm contract is written once for both families; each test runs on one of each
+
+
+@pytest.mark.parametrize('variant', BOTH)
 @pytest.mark.parametrize('index', [0, 1, 2, 3])
-def test_prune_intermediate_layers(index):
-    model = timm.create_model('emo_1m').eval()
+def test_prune_intermediate_layers(index, variant):
+    model = timm.create_model(variant).eval()
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         expected = model(x)
@@ -262,9 +266,10 @@ def _bytes_saved_for_backward(model, x):
     return total
 
 
-def test_grad_checkpointing_saves_memory_and_keeps_outputs():
+@pytest.mark.parametrize('variant', BOTH)
+def test_grad_checkpointing_saves_memory_and_keeps_outputs(variant):
     torch.manual_seed(0)
-    model = timm.create_model('emo_1m', num_classes=10).train()
+    model = timm.create_model(variant, num_classes=10).train()
     x = torch.randn(4, 3, 128, 128)
     plain = _bytes_saved_for_backward(model, x)
     grads = [p.grad.clone() for p in model.parameters()]
@@ -278,28 +283,32 @@ def test_grad_checkpointing_saves_memory_and_keeps_outputs():
         torch.testing.assert_close(p.grad, g, rtol=1e-4, atol=1e-5)
 
 
-def test_layer_decay_with_timm_optimizer_factory():
+@pytest.mark.parametrize('variant', BOTH)
+def test_layer_decay_with_timm_optimizer_factory(variant):
     from timm.optim import create_optimizer_v2
 
-    model = timm.create_model('emo_1m', num_classes=10)
+    model = timm.create_model(variant, num_classes=10)
     optimizer = create_optimizer_v2(model, 'adamw', lr=1e-3, weight_decay=0.05, layer_decay=0.8)
     scales = sorted({g['lr_scale'] for g in optimizer.param_groups})
-    # group_matcher makes one layer of the stem, one of each block (EMO-1M: 2 + 2 + 8 + 3) and one of the final
-    # norm with the head (the norm matched last, the head left unmatched: timm puts it in the last layer): 17
+    # group_matcher makes one layer of the stem, one of each block (EMO-1M and EMOv2-1M: 2 + 2 + 8 + 3) and one of
+    # the final norm with the head (the norm matched last, the head left unmatched: timm puts it in the last
+    # layer): 17
     layers = 1 + sum((2, 2, 8, 3)) + 1
     assert scales == pytest.approx([0.8 ** (layers - 1 - i) for i in range(layers)])
+    first_conv = model.get_submodule(model.pretrained_cfg['first_conv']).weight
     head_group = next(g for g in optimizer.param_groups if any(p is model.head.weight for p in g['params']))
-    stem_group = next(g for g in optimizer.param_groups if any(p is model.stem.conv.weight for p in g['params']))
+    stem_group = next(g for g in optimizer.param_groups if any(p is first_conv for p in g['params']))
     assert head_group['lr_scale'] == 1.0 and stem_group['lr_scale'] == min(scales)
     coarse = timm.models.group_parameters(model, model.group_matcher(coarse=True))
     assert len(coarse) == 6  # stem, 4 stages, norm + head
 
 
-def test_torchscript_and_fx_match_eager():
+@pytest.mark.parametrize('variant', BOTH)
+def test_torchscript_and_fx_match_eager(variant):
     from timm.models import get_notrace_functions, get_notrace_modules
     from torchvision.models.feature_extraction import create_feature_extractor
 
-    model = timm.create_model('emo_1m').eval()
+    model = timm.create_model(variant).eval()
     x = torch.randn(1, 3, 97, 131)
     with torch.no_grad():
         expected = model(x)
@@ -320,12 +329,13 @@ def test_torchscript_and_fx_match_eager():
         (torch.randn(1, 3, 16, 224), 'too small'),
     ],
 )
-def test_bad_input_gets_one_clear_error(bad, message):
-    model = timm.create_model('emo_1m').eval()
+@pytest.mark.parametrize('variant', BOTH)
+def test_bad_input_gets_one_clear_error(bad, message, variant):
+    model = timm.create_model(variant).eval()
     with pytest.raises(ValueError, match=message):
         model(bad)
     with pytest.raises(ValueError, match=message):
-        timm.create_model('emo_1m', features_only=True).eval()(bad)
+        timm.create_model(variant, features_only=True).eval()(bad)
 
 
 def test_channels_last_and_bfloat16():

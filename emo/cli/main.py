@@ -8,8 +8,8 @@ from typing import List, Optional
 import torch
 
 from ..files import Terminated, sigterm_raises
-from ..models.variants import VARIANTS
-from ..weights import CheckpointError, HubUploadError, WeightsUnavailableError, released_weights
+from ..models.variants import VARIANTS, model_names
+from ..weights import CheckpointError, HubUploadError, WeightsUnavailableError
 
 __all__ = ['main', 'build_parser']
 
@@ -24,8 +24,8 @@ def _cmd_zoo(args: argparse.Namespace) -> int:
     print(
         f'\nlatency: fused model (timm.utils.reparameterize_model), batch 1, at the input size shown, fp32, eager '
         f'PyTorch {torch.__version__}, {torch.get_num_threads()} CPU threads, median of {args.runs} runs after '
-        f'{args.warmup} warm-up; accuracy: official ImageNet-1k of the default weights and of the distilled ones '
-        "('-': none released)"
+        f'{args.warmup} warm-up; accuracy: official ImageNet-1k of the plain weights (.in1k) and of the distilled ones '
+        "(.dist_in1k; '-': none released)"
     )
     return 0
 
@@ -74,7 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         'export', help='ONNX / TorchScript / torch.export file of a fused EMO (emo export --help)', add_help=False
     )
-    sub.add_parser('bench', help='EMO vs the official arithmetic and timm peers (emo bench --help)', add_help=False)
+    sub.add_parser(
+        'bench', help='EMO and EMOv2 vs the official arithmetic and timm peers (emo bench --help)', add_help=False
+    )
 
     zoo = sub.add_parser('zoo', help='table of EMO and EMOv2 variants with latency measured on this machine')
     zoo.add_argument('--runs', type=int, default=30, help='timed forward passes per variant (default 30)')
@@ -88,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument(
         '--model',
         default='emo_2m',
-        choices=sorted(set(VARIANTS) | set(released_weights())),
+        choices=model_names(),
         metavar='MODEL',
         help='a variant (its default weights) or a pretrained tag, e.g. emo2_5m.dist_in1k (default emo_2m)',
     )

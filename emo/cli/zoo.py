@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from ..models.variants import VARIANTS
 from ..timing import time_interleaved
-from ..weights import released_weights
+from ..weights.manifest import weights_of
 
 __all__ = ['measure_latency', 'zoo_rows', 'format_table']
 
@@ -34,8 +34,8 @@ def measure_latency(
 
 def zoo_rows(runs: int = 30, warmup: int = 5, show_progress: bool = True) -> List[Dict]:
     """One row per variant of EMO and EMOv2: params counted on the built model, official GFLOPs at its input size,
-    accuracy of its released weights (weights/manifest.json: the default tag, and the distilled one where there is
-    one; None where there are none) and latency measured now at its input size."""
+    accuracy of its released weights (weights/manifest.json: the plain ImageNet-1k weights and the distilled ones,
+    each None where there are none) and latency measured now at its input size."""
     rows = []
     with tqdm(
         total=len(VARIANTS) * (runs + warmup),
@@ -45,8 +45,8 @@ def zoo_rows(runs: int = 30, warmup: int = 5, show_progress: bool = True) -> Lis
     ) as progress:
         for name, variant in VARIANTS.items():
             model = timm.create_model(name)
-            weights = [e for e in released_weights().values() if e.variant == name]
-            default = weights[0] if weights else None
+            weights = weights_of(name)
+            plain = next((e for e in weights if not e.distilled), None)  # emo2_5m_512 has distilled weights only
             distilled = next((e for e in weights if e.distilled), None)
             # the inference path users deploy: BatchNorm folded, fused kernels (docs/deploy.md)
             size = (1, 3, variant.img_size, variant.img_size)
@@ -59,9 +59,9 @@ def zoo_rows(runs: int = 30, warmup: int = 5, show_progress: bool = True) -> Lis
                     params_m=sum(p.numel() for p in model.parameters()) / 1e6,
                     img_size=variant.img_size,
                     gflops=variant.gflops,
-                    top1=default.top1 if default else None,
+                    top1=plain.top1 if plain else None,
                     top1_distilled=distilled.top1 if distilled else None,
-                    top5=default.top5 if default else None,
+                    top5=plain.top5 if plain else None,
                     latency_ms=statistics.median(times),
                     latency_min_ms=min(times),
                     latency_max_ms=max(times),

@@ -20,9 +20,8 @@ import torch
 import torch.nn as nn
 
 from ..files import atomic_path
-from ..models.variants import VARIANTS, get_variant
+from ..models.variants import get_variant, model_names
 from ..timing import time_interleaved
-from ..weights.manifest import released_weights
 
 __all__ = [
     'FORMATS',
@@ -235,7 +234,7 @@ def build_parser(prog: str = 'emo export') -> argparse.ArgumentParser:
     p.add_argument(
         '--model',
         default='emo_2m',
-        choices=sorted(set(VARIANTS) | set(released_weights())),
+        choices=model_names(),
         metavar='MODEL',
         help='a variant or a pretrained tag, e.g. emo2_1m.dist_in1k (default emo_2m)',
     )

@@ -7,7 +7,7 @@ With the map zero-padded to multiples of the window side ``ws`` (``n1 = H_pad / 
 map: padded pixels carry ``qk = bias`` and ``v = act(bias)``, not zeros, and take part in the softmax unmasked.
 """
 
-from typing import Type, Union
+from typing import Optional, Tuple, Type, Union
 
 import torch
 import torch.nn as nn
@@ -20,32 +20,55 @@ from .grid_attention import MIN_FUSED_WINDOW_HEADS, grid_padding
 __all__ = ['HybridWindowAttention', 'partition_windows', 'merge_windows']
 
 
-@register_notrace_function
-def partition_windows(tokens: torch.Tensor, window_size: int, strided: bool) -> torch.Tensor:
-    """Windows of a channels-last map ``(B, H, W, C)`` whose sides are multiples of ``window_size``, as token rows
-    ``(B * n1 * n2, window_size ** 2, C)``: strided-grid windows (``strided``) or contiguous ones.
+def _window_dims(height: int, width: int, window_size: int, strided: bool) -> Tuple[int, int, int, int]:
+    """The (row, row, column, column) factors of a padded map: (a, i, b, j) strided, (i, a, j, b) contiguous."""
+    n1, n2 = height // window_size, width // window_size
+    return (window_size, n1, window_size, n2) if strided else (n1, window_size, n2, window_size)
 
-    A leaf for torch.fx: its shape arithmetic stays out of traced graphs.
+
+@register_notrace_function
+def partition_windows(
+    tokens: torch.Tensor, window_size: int, strided: bool, num_heads: int = 1, num_groups: int = 1
+) -> torch.Tensor:
+    """The windows of a channels-last map ``(B, H, W, C)`` whose sides are multiples of ``window_size``, head-major
+    in one copy: ``(num_groups, B * n1 * n2, num_heads, window_size ** 2, C // (num_groups * num_heads))``.
+
+    Strided-grid windows (``strided``: window ``(i, j)`` holds rows ``a * n1 + i`` and columns ``b * n2 + j``) or
+    contiguous ones (rows ``i * ws + a``, columns ``j * ws + b``). The channels split as (group, head, dim): q|k
+    are two groups of the qk map. A leaf for torch.fx: its shape arithmetic stays out of traced graphs.
     """
     batch, height, width, channels = tokens.shape
-    n1, n2 = height // window_size, width // window_size
-    if strided:  # row = a * n1 + i, column = b * n2 + j
-        windows = tokens.reshape(batch, window_size, n1, window_size, n2, channels).permute(0, 2, 4, 1, 3, 5)
-    else:  # row = i * ws + a, column = j * ws + b
-        windows = tokens.reshape(batch, n1, window_size, n2, window_size, channels).permute(0, 1, 3, 2, 4, 5)
-    return windows.reshape(batch * n1 * n2, window_size * window_size, channels)
+    r1, r2, c1, c2 = _window_dims(height, width, window_size, strided)
+    dim = channels // (num_groups * num_heads)
+    x = tokens.reshape(batch, r1, r2, c1, c2, num_groups, num_heads, dim)
+    # to (group, B, window row, window column, head, token row, token column, dim)
+    x = x.permute(5, 0, 2, 4, 6, 1, 3, 7) if strided else x.permute(5, 0, 1, 3, 6, 2, 4, 7)
+    num_windows = batch * (height // window_size) * (width // window_size)
+    return x.reshape(num_groups, num_windows, num_heads, window_size * window_size, dim)
 
 
 @register_notrace_function
 def merge_windows(
-    windows: torch.Tensor, batch: int, height: int, width: int, window_size: int, strided: bool
+    windows: torch.Tensor,
+    batch: int,
+    height: int,
+    width: int,
+    window_size: int,
+    strided: bool,
+    out: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
-    """Invert :func:`partition_windows`: the ``(B, height, width, C)`` map the windows were taken from."""
-    channels = windows.shape[-1]
+    """Invert :func:`partition_windows` for head-major windows ``(G, heads, N, dim)``: the ``(B, height, width,
+    heads * dim)`` map, in one copy; with ``out`` (such a map) the windows are added into it in place instead."""
     n1, n2 = height // window_size, width // window_size
-    x = windows.reshape(batch, n1, n2, window_size, window_size, channels)
-    x = x.permute(0, 3, 1, 4, 2, 5) if strided else x.permute(0, 1, 3, 2, 4, 5)
-    return x.reshape(batch, height, width, channels)
+    num_heads, dim = windows.shape[1], windows.shape[3]
+    x = windows.reshape(batch, n1, n2, num_heads, window_size, window_size, dim)
+    # back to (B, row factor, row factor, column factor, column factor, head, dim), the map's own order
+    x = x.permute(0, 4, 1, 5, 2, 3, 6) if strided else x.permute(0, 1, 4, 2, 5, 3, 6)
+    if out is None:
+        return x.reshape(batch, height, width, num_heads * dim)
+    r1, r2, c1, c2 = _window_dims(height, width, window_size, strided)
+    out.view(batch, r1, r2, c1, c2, num_heads, dim).add_(x)
+    return out
 
 
 class HybridWindowAttention(nn.Module):
@@ -86,35 +109,42 @@ class HybridWindowAttention(nn.Module):
         self.v = nn.Conv2d(dim, mid_chs, kernel_size=1, bias=True, **dd)
         self.act = get_act_layer(act_layer)()
 
+    def fuse(self) -> 'HybridWindowAttention':
+        """Fold the attention scale into the query rows of ``qk`` (idempotent): ``(s q) k^T == s (q k^T)``, one
+        multiply of every attention map less; the outputs match to fp32 rounding."""
+        if self.scale != 1.0:
+            channels = self.qk.weight.shape[1]
+            with torch.no_grad():
+                self.qk.weight[:channels].mul_(self.scale)
+                if self.qk.bias is not None:
+                    self.qk.bias[:channels].mul_(self.scale)
+            self.scale = 1.0
+        return self
+
     @torch.jit.unused
     def _eager(self) -> bool:
         return is_eager()
 
     @torch.jit.unused
-    def _explicit_is_faster(self, num_windows: int, value_dim: int) -> bool:
-        # values wider than the queries (mid / heads vs dim_head) have no fused CPU kernel: SDPA falls back to its
-        # math path, the same two matmuls and softmax plus checks; with it the whole fused emo2_1m / emo2_5m ran
-        # 9-14% slower at batch 1 and 32 (Intel Xeon, AVX-512, 2 threads; re-measure by timing a fused model whose
-        # attentions' _explicit_is_faster returns False). Few window-heads: as GridAttention, explicit
+    def _explicit_is_faster(self, x: torch.Tensor, num_windows: int, value_dim: int) -> bool:
+        # on CPU, values wider than the queries (mid / heads vs dim_head) have no fused kernel: SDPA falls back to
+        # its math path, the same two matmuls and softmax plus checks; with it the whole fused emo2_1m / emo2_5m
+        # ran 9-14% slower at batch 1 and 32 (Intel Xeon, AVX-512, 2 threads; re-measure by timing a fused model
+        # whose attentions' _explicit_is_faster returns False). Few window-heads: as GridAttention, explicit
+        if x.device.type != 'cpu':
+            return False
         return value_dim != self.dim_head or num_windows * self.num_heads < MIN_FUSED_WINDOW_HEADS
 
     def _windows(self, qk: torch.Tensor, v: torch.Tensor, strided: bool, eager: bool) -> torch.Tensor:
-        """Attention inside one partition's windows: ``(G, N, mid_chs)`` token rows."""
-        qk_windows = partition_windows(qk, self.window_size, strided)
-        v_windows = partition_windows(v, self.window_size, strided)
-        # explicit sizes, no -1: torch.export then keeps the batch symbolic
-        num_windows, num_tokens = qk_windows.shape[0], self.window_size * self.window_size
-        qk_windows = qk_windows.reshape(num_windows, num_tokens, 2, self.num_heads, self.dim_head)
-        q, k = qk_windows.permute(2, 0, 3, 1, 4).unbind(0)  # (G, heads, N, dim_head)
-        mid_chs = v.shape[-1]
-        v_windows = v_windows.reshape(num_windows, num_tokens, self.num_heads, mid_chs // self.num_heads)
-        v_windows = v_windows.transpose(1, 2)
-        if self.fused_attn and not (eager and self._explicit_is_faster(num_windows, mid_chs // self.num_heads)):
-            out = F.scaled_dot_product_attention(q, k, v_windows, scale=self.scale)
-        else:
-            attn = (q @ k.transpose(-1, -2) * self.scale).softmax(dim=-1)
-            out = attn @ v_windows
-        return out.transpose(1, 2).reshape(num_windows, num_tokens, mid_chs)
+        """Attention inside one partition's windows, head-major: ``(G, heads, N, mid_chs / heads)``."""
+        q, k = partition_windows(qk, self.window_size, strided, self.num_heads, num_groups=2).unbind(0)
+        values = partition_windows(v, self.window_size, strided, self.num_heads)[0]
+        if self.fused_attn and not (eager and self._explicit_is_faster(q, q.shape[0], values.shape[-1])):
+            return F.scaled_dot_product_attention(q, k, values, scale=self.scale)
+        attn = q @ k.transpose(-1, -2)
+        if self.scale != 1.0:  # 1 once fused: the scale is in the queries
+            attn = attn * self.scale
+        return attn.softmax(dim=-1) @ values
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, channels, height, width = x.shape
@@ -130,6 +160,9 @@ class HybridWindowAttention(nn.Module):
         v = self.act(F.linear(tokens, self.v.weight.reshape(self.v.weight.shape[0], channels), self.v.bias))
         ws = self.window_size
         out = merge_windows(self._windows(qk, v, True, eager), batch, padded_h, padded_w, ws, strided=True)
-        close = merge_windows(self._windows(qk, v, False, eager), batch, padded_h, padded_w, ws, strided=False)
-        out = out + close
+        close = self._windows(qk, v, False, eager)
+        if eager and not torch.is_grad_enabled():  # the sum in place, into the fresh map: one pass less
+            out = merge_windows(close, batch, padded_h, padded_w, ws, strided=False, out=out)
+        else:
+            out = out + merge_windows(close, batch, padded_h, padded_w, ws, strided=False)
         return out[:, :height, :width].permute(0, 3, 1, 2)

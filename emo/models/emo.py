@@ -8,6 +8,10 @@ matches the released weights: ``import emo`` registers ``emo_1m``, ``emo_2m``, `
 Layout: stem (3x3 conv + BN, then a stem iRMB with squeeze-excite) at stride 2, four ``stages.N`` at
 strides 4/8/16/32 whose first block downsamples, a LayerNorm over channels, average pooling and a linear
 classifier. Official checkpoints are converted on load by :func:`checkpoint_filter_fn`.
+
+EMOv2 (:mod:`emo.models.emo2`) builds on this file's plan: its model is :class:`EMO` with its own stem, the
+:class:`IRMB` with ``attn_layer='hybrid'`` and a layer scale (the i2RMB), and the same :class:`EmoStage`; the timm
+contract below (features, intermediates, pruning, classifier, grad checkpointing, fusing) serves both families.
 """
 
 import warnings
@@ -166,9 +170,10 @@ class IRMB(nn.Module):
         """Fuse for inference (idempotent; returns ``self``, as ``timm.utils.reparameterize_model`` expects).
 
         The input BatchNorm folds into the 1x1 ``v`` conv of blocks without attention (attention blocks use
-        LayerNorm, which does not fold), the depthwise conv takes in its BatchNorm, the layer scale folds into the
-        ``proj`` weights, and every conv outside the attention becomes a :class:`~emo.layers.FusedConv` that
-        applies its activation itself. Outputs match the unfused block to fp32 rounding.
+        LayerNorm, which does not fold), EMOv2's attention takes its scale into the queries, the depthwise conv
+        takes in its BatchNorm, the layer scale folds into the ``proj`` weights, and every conv outside the
+        attention becomes a :class:`~emo.layers.FusedConv` that applies its activation itself. Outputs match the
+        unfused block to fp32 rounding.
         """
         if self.training:
             warnings.warn(
@@ -184,6 +189,8 @@ class IRMB(nn.Module):
                 self.norm = nn.Identity()
             self.v = FusedConv.from_conv(v, self.act)
             self.act = nn.Identity()
+        if isinstance(self.attn, HybridWindowAttention):
+            self.attn.fuse()
         if isinstance(self.conv_local, ConvNormAct):
             local = self.conv_local
             self.conv_local = FusedConv.from_conv(fold_bn_after(local.conv, local.bn), local.bn.act)

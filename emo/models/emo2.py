@@ -22,7 +22,7 @@ from timm.layers import ConvNormAct
 from timm.models import generate_default_cfgs, register_model
 
 from ..layers import FusedConv, fold_bn_after
-from ..weights.manifest import families, released_weights
+from ..weights.manifest import families, official_figures, released_weights
 from .emo import EMO, StemBase, _cfg, _create_model
 
 __all__ = ['EMO2', 'Emo2Stem']
@@ -108,9 +108,8 @@ def _cfg2(url: str = '', **kwargs) -> dict:
 
 
 def _weights_cfg(entry) -> dict:
-    if entry.variant.endswith('_512'):
-        return _cfg2(url=entry.url, hf_hub_id=entry.hf_hub_id, input_size=(3, 512, 512), pool_size=(16, 16))
-    return _cfg2(url=entry.url, hf_hub_id=entry.hf_hub_id)
+    size = official_figures()[entry.variant].get('img_size', 224)  # 512 for emo2_5m_512
+    return _cfg2(url=entry.url, hf_hub_id=entry.hf_hub_id, input_size=(3, size, size), pool_size=(size // 32,) * 2)
 
 
 # one cfg per released checkpoint of weights/manifest.json (the first tag of a variant is its default: the plain

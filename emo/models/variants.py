@@ -10,9 +10,9 @@ import functools
 from dataclasses import dataclass, field
 from typing import Dict, Optional, Tuple
 
-from ..weights.manifest import Family, families, official_figures
+from ..weights.manifest import Family, families, official_figures, released_weights
 
-__all__ = ['EmoVariant', 'VARIANTS', 'get_variant', 'variant_for_arch']
+__all__ = ['EmoVariant', 'VARIANTS', 'get_variant', 'model_names', 'variant_for_arch']
 
 
 @functools.cache
@@ -76,6 +76,11 @@ def get_variant(name: str) -> EmoVariant:
     if variant is None:
         raise ValueError(f'unknown EMO or EMOv2 variant {name!r}; choose one of {sorted(VARIANTS)}')
     return variant
+
+
+def model_names() -> list:
+    """Every name a command's ``--model`` takes: the variants and their pretrained tags (``emo2_1m.dist_in1k``)."""
+    return sorted(set(VARIANTS) | set(released_weights()))
 
 
 def variant_for_arch(depths: Tuple[int, ...], widths: Tuple[int, ...], family: str = 'emo') -> Optional[EmoVariant]:

@@ -50,7 +50,7 @@ from torch.utils.data import DistributedSampler
 from tqdm import tqdm
 
 from ..files import atomic_write, atomic_write_text, pyplot, remove_stale_temporaries, save_png
-from ..models.variants import VARIANTS
+from ..models.variants import get_variant, model_names
 from ..weights import CheckpointError, create_with_weights, read_checkpoint
 from .data import SKIPPED_FILE, SkippedImages, SkippingImageFolder, check_image_folders, readable_loader
 from .distributed import Distributed
@@ -71,7 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--data', required=True, type=Path, help='folder with train/CLASS/*.jpg and val/CLASS/*.jpg')
     p.add_argument('--train-split', default='train')
     p.add_argument('--val-split', default='val')
-    p.add_argument('--model', default='emo_2m', choices=sorted(VARIANTS))
+    p.add_argument(
+        '--model',
+        default='emo_2m',
+        choices=model_names(),
+        metavar='MODEL',
+        help='a variant, or a tag whose weights --pretrained starts from (emo2_1m.dist_in1k); default emo_2m',
+    )
     p.add_argument('--pretrained', action='store_true', help='start from the released ImageNet weights')
     p.add_argument('--weights', default=None, help='start from this checkpoint file instead (implies --pretrained)')
     p.add_argument('--output', required=True, type=Path, help='run folder: checkpoints, metrics.csv, metrics.png')
@@ -249,7 +255,7 @@ def _train(
     env.run_where(env.main, prepare_output)
     torch.manual_seed(args.seed)
 
-    drop_path = VARIANTS[args.model].drop_path_rate if args.drop_path is None else args.drop_path
+    drop_path = get_variant(args.model).drop_path_rate if args.drop_path is None else args.drop_path
     model = env.main_first(
         lambda: create_with_weights(
             args.model, args.weights or args.pretrained, num_classes=len(class_names), drop_path_rate=drop_path

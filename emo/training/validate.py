@@ -12,7 +12,7 @@ import torch
 from timm.data import create_transform, resolve_data_config
 
 from ..files import atomic_write_text, pyplot, save_png
-from ..models.variants import VARIANTS
+from ..models.variants import model_names
 from ..weights import load_into, read_checkpoint
 from .data import SkippedImages, SkippingImageFolder, check_image_folders, readable_loader
 from .evaluate import evaluate
@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='emo validate', description='Evaluate a checkpoint on CLASS/*.jpg folders.')
     p.add_argument('--data', required=True, type=Path, help='folder of class folders, e.g. DIR/val')
     p.add_argument('--checkpoint', required=True, type=Path, help='best.pth/last.pth of emo train, or any weights')
-    p.add_argument('--model', default=None, choices=sorted(VARIANTS), help="default: the checkpoint's")
+    p.add_argument('--model', default=None, choices=model_names(), metavar='MODEL', help="default: the checkpoint's")
     p.add_argument('--img-size', type=int, default=None, help="default: the checkpoint's training size")
     p.add_argument('--batch-size', type=int, default=64)
     p.add_argument('--workers', type=int, default=min(4, os.cpu_count() or 1))

@@ -1,9 +1,11 @@
-"""Reading EMO checkpoints and converting the official layout to this project's.
+"""Reading EMO and EMOv2 checkpoints and converting the official layouts to this project's.
 
 Accepted inputs, in any combination:
 
-* the official release layout (``stage0.0.convs.0.0.weight``, ``stage3.1.qk.conv.weight``, ...), as in
-  ``resources/EMO_*/net.pth`` of github.com/zhangzjn/EMO;
+* the official release layouts: EMO's (``stage0.0.convs.0.0.weight``, ``stage3.1.qk.conv.weight``, ...), as in
+  ``resources/EMO_*/net.pth`` of github.com/zhangzjn/EMO, and EMOv2's (``stage0.0.conv.weight``,
+  ``stage3.1.eops.0.qk.conv.weight``, ``stage3.1.ls.gamma``, ...), as in ``resources/Cls/EMOv2_*.pth`` of
+  github.com/zhangzjn/EMOv2;
 * this project's layout (``stem.conv.weight``, ``stages.2.blocks.1.attn.qk.weight``, ...), from a
   ``.pth``/``.pt`` file or a ``.safetensors`` file;
 * training wrappers: ``{'net': ..., 'net_E': ...}`` (the official trainer; ``net_E`` is the EMA copy and is
@@ -23,6 +25,7 @@ import torch
 from timm.models import clean_state_dict
 
 from .errors import CheckpointError, first_line
+from .manifest import families
 from .official_layout import TIMM_BLOCK, family_of, is_official_layout, to_official_layout, to_timm_layout
 
 __all__ = [
@@ -202,7 +205,7 @@ def _describe(depths: Tuple[int, ...], widths: Tuple[int, ...], family: str) -> 
 
     variant = variant_for_arch(depths, widths, family)
     arch = f'stage widths {",".join(map(str, widths))}, depths {",".join(map(str, depths))}'
-    title = 'EMO' if family == 'emo' else 'EMOv2'
+    title = families()[family].title
     return f'{variant.title} ({arch})' if variant else f'an {title} with {arch}, not a registered variant'
 
 
@@ -240,7 +243,7 @@ def check_matches_model(state_dict: Mapping, model: torch.nn.Module) -> None:
         if key in expected and key not in ADAPTED_KEYS and tuple(value.shape) != tuple(expected[key].shape):
             raise CheckpointError(
                 f'{key} has shape {tuple(value.shape)} in the checkpoint and {tuple(expected[key].shape)} in the '
-                'model; the checkpoint is not from this EMO variant'
+                'model; the checkpoint is not from this variant'
             )
 
 

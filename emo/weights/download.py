@@ -243,13 +243,15 @@ def fetch_official(
     # a stop signal unwinds through the scratch folder's removal instead of killing the process
     with sigterm_raises(), scratch_folder(final.parent, '.emo-download-') as scratch:
         raw = scratch / 'net.pth'
+        file_name = Path(entry.path).name  # net.pth, EMOv2_1M_224.pth, ...
         try:
             _download(url, raw, progress)
         except WeightsUnavailableError as e:
             raise WeightsUnavailableError(
                 f'{corrupt}could not download the {entry.name} weights: {e}. Offline? Fetch {entry.url} '
-                f"elsewhere, then load it with timm.create_model('{entry.variant}', pretrained=True, "
-                f"pretrained_cfg_overlay=dict(file='net.pth')), or 'emo predict --weights net.pth'"
+                f"elsewhere, then load it with timm.create_model('{entry.name}', pretrained=True, "
+                f"pretrained_cfg_overlay=dict(file='{file_name}')), or "
+                f"'emo predict --model {entry.name} --weights {file_name}'"
             ) from e
         blob = git_blob_sha1(raw)
         if blob != entry.git_blob_sha1:

@@ -34,21 +34,31 @@ HUB_FILES = (HUB_WEIGHTS_FILE, 'config.json', 'README.md')  # what write_hub_fol
 # each family's citation, as its official repository gives it (EMOv2's author list is shortened to the first author:
 # the release this project read names no full list)
 _CITATIONS = {
-    'emo': """@inproceedings{{zhang2023rethinking,
-  title={{Rethinking Mobile Block for Efficient Attention-based Models}},
-  author={{Zhang, Jiangning and Li, Xiangtai and Li, Jian and Liu, Liang and Xue, Zhucun and Zhang, Boshen and
-          Jiang, Zhengkai and Huang, Tianxin and Wang, Yabiao and Wang, Chengjie}},
-  booktitle={{ICCV}},
-  year={{2023}}
-}}""",
-    'emo2': """@article{{zhang2025emov2,
-  title={{EMOv2: Pushing 5M Vision Model Frontier}},
-  author={{Zhang, Jiangning and others}},
-  journal={{IEEE Transactions on Pattern Analysis and Machine Intelligence}},
-  year={{2025}},
-  doi={{10.1109/TPAMI.2025.3596776}}
-}}""",
+    'emo': """@inproceedings{zhang2023rethinking,
+  title={Rethinking Mobile Block for Efficient Attention-based Models},
+  author={Zhang, Jiangning and Li, Xiangtai and Li, Jian and Liu, Liang and Xue, Zhucun and Zhang, Boshen and
+          Jiang, Zhengkai and Huang, Tianxin and Wang, Yabiao and Wang, Chengjie},
+  booktitle={ICCV},
+  year={2023}
+}""",
+    'emo2': """@article{zhang2025emov2,
+  title={EMOv2: Pushing 5M Vision Model Frontier},
+  author={Zhang, Jiangning and others},
+  journal={IEEE Transactions on Pattern Analysis and Machine Intelligence},
+  year={2025},
+  doi={10.1109/TPAMI.2025.3596776}
+}""",
 }
+_INTENDED_USE = (
+    'Image classification on the 1000 ImageNet classes, and a feature backbone (strides 4/8/16/32) for detection\n'
+    'and segmentation, fine-tuning included. The weights were trained on ImageNet-1k only and inherit its biases;\n'
+    'they are not meant for decisions about people.'
+)
+# a file that is not an official release: its training data and classes are whatever its author used
+_INTENDED_USE_CUSTOM = (
+    'A feature backbone (strides 4/8/16/32) and classifier whose training data and classes are those its author\n'
+    'used; this card cannot say what they were. Not meant for decisions about people.'
+)
 _BLOCKS = {
     'emo': 'built only from Inverted Residual Mobile Blocks (iRMB)',
     'emo2': 'built from improved Inverted Residual Mobile Blocks (i2RMB: hybrid window attention, layer scale)',
@@ -65,7 +75,7 @@ def model_card(
     spec = VARIANTS[variant]
     family = spec.family_info
     official = entry is not None and source_blob == entry.git_blob_sha1
-    name = entry.name if entry else f'{variant}.custom'
+    name = entry.name if official else f'{variant}.custom'
     load_id = repo_id or f'ORG/{name}'
     provenance = (
         f'the official release `{entry.path}` of {family.repository.removeprefix("https://")} at commit '
@@ -109,9 +119,7 @@ from "{family.paper}" (Zhang et al., {family.venue}, arXiv:{family.arxiv}), conv
 
 ## Intended use
 
-Image classification on the 1000 ImageNet classes, and a feature backbone (strides 4/8/16/32) for detection
-and segmentation, fine-tuning included. The weights were trained on ImageNet-1k only and inherit its biases;
-they are not meant for decisions about people.
+{_INTENDED_USE if official else _INTENDED_USE_CUSTOM}
 
 ## How to load
 
@@ -241,6 +249,8 @@ def convert_official(
     if released is not None and released.variant == variant:
         tag = released.tag
     else:
+        # not this variant's release (its card says so and names it '.custom'): the config takes the variant's
+        # default tag, the preprocessing timm's loaders need
         default = default_weights(variant)
         tag = default.tag if default else None
     return write_hub_folder(

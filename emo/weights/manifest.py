@@ -10,7 +10,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 __all__ = [
     'HUB_WEIGHTS_FILE',
@@ -22,6 +22,7 @@ __all__ = [
     'official_figures',
     'origin_url',
     'default_weights',
+    'weights_of',
     'released_entry',
     'released_weights',
 ]
@@ -94,16 +95,21 @@ def official_figures() -> Dict[str, dict]:
     return manifest()['variants']
 
 
+def weights_of(variant: str) -> List[ReleasedWeights]:
+    """The released weights of ``variant``, in the manifest's order (the first is its default tag)."""
+    return [e for e in released_weights().values() if e.variant == variant]
+
+
 def default_weights(variant: str) -> Optional[ReleasedWeights]:
     """The weights ``pretrained=True`` loads for a bare variant name (its first tag), None if it has none."""
-    return next((e for e in released_weights().values() if e.variant == variant), None)
+    return next(iter(weights_of(variant)), None)
 
 
 def released_entry(name: str) -> ReleasedWeights:
     """The entry of ``'emo_2m.in1k'``, or of a bare variant name's default (first) tag."""
     entries = released_weights()
-    if name in official_figures():
-        name = next((n for n, e in entries.items() if e.variant == name), name)
+    default = default_weights(name) if name in official_figures() else None
+    name = default.name if default else name
     if name not in entries:
         raise KeyError(f'no released weights named {name!r}; known: {sorted(entries)}')
     return entries[name]

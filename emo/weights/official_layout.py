@@ -15,6 +15,7 @@ from typing import Dict, Mapping, Optional, Tuple
 import torch
 
 from .errors import CheckpointError
+from .manifest import families
 
 __all__ = ['LAYOUTS', 'Layout', 'family_of', 'is_official_layout', 'to_timm_layout', 'to_official_layout']
 
@@ -25,7 +26,7 @@ class Layout:
 
     family: str
     official_marker: str  # a key prefix only this family's official files have
-    timm_marker: str  # a key prefix only this family's models have, in this project's layout
+    timm_markers: Tuple[str, ...]  # key parts only this family's models have, in this project's layout
     prefixes: Tuple[Tuple[str, str], ...]  # (official, ours) outside the stages
     # (official, ours) for the part of a key below a block ('stage3.1.' / 'stages.2.blocks.1.'); the input norm is
     # handled apart, since only the official LayerNorm (stages 3-4) has the extra level
@@ -36,7 +37,7 @@ class Layout:
 EMO_LAYOUT = Layout(
     family='emo',
     official_marker='stage0.0.convs.',
-    timm_marker='stem.bn.',
+    timm_markers=('stem.bn.', 'stem.block.'),
     prefixes=(
         ('stage0.0.convs.0.0.', 'stem.conv.'),
         ('stage0.0.convs.0.1.', 'stem.bn.'),
@@ -58,7 +59,7 @@ EMO_LAYOUT = Layout(
 EMO2_LAYOUT = Layout(
     family='emo2',
     official_marker='stage0.0.conv.',
-    timm_marker='stem.conv1.',
+    timm_markers=('stem.conv1.', '.layer_scale.', '.attn.v.'),
     prefixes=(
         ('stage0.0.conv.', 'stem.conv1.conv.'),
         ('stage0.0.norm.', 'stem.conv1.bn.'),
@@ -90,8 +91,10 @@ def is_official_layout(state_dict: Mapping) -> bool:
 
 def _layout(state_dict: Mapping, official: bool) -> Optional[Layout]:
     for layout in LAYOUTS:
-        marker = layout.official_marker if official else layout.timm_marker
-        if any(k.startswith(marker) for k in state_dict):
+        if official and any(k.startswith(layout.official_marker) for k in state_dict):
+            return layout
+        # ours: the stem's keys, or block parts only this family has (a pruned or partial state dict may lack one)
+        if not official and any(m in k for k in state_dict for m in layout.timm_markers):
             return layout
     return None
 
@@ -158,7 +161,7 @@ def to_timm_layout(state_dict: Mapping) -> Dict[str, torch.Tensor]:
         else:
             out[new] = _reshape_value(new, value, reverse=False)
     if unknown:
-        title = 'EMO' if layout.family == 'emo' else 'EMOv2'  # also the name of its official repository
+        title = families()[layout.family].title  # also the name of its official repository
         raise CheckpointError(
             f'{len(unknown)} keys of this official-layout checkpoint are not part of {title}: {unknown[:5]}; '
             f'is it a {title} checkpoint from github.com/zhangzjn/{title}?'
@@ -168,16 +171,27 @@ def to_timm_layout(state_dict: Mapping) -> Dict[str, torch.Tensor]:
 
 def to_official_layout(state_dict: Mapping) -> Dict[str, torch.Tensor]:
     """Rename this project's keys to the official layout of their family (the inverse of :func:`to_timm_layout`)."""
-    layout = _layout(state_dict, official=False) or EMO_LAYOUT
-    out = {}
+    layout = _layout(state_dict, official=False)
+    if layout is None:
+        raise CheckpointError(
+            f"this state dict is neither an EMO nor an EMOv2 in this project's layout (first keys: "
+            f'{list(state_dict)[:4]}): nothing to write in an official layout'
+        )
+    out, unknown = {}, []
     for key, value in state_dict.items():
         m = TIMM_BLOCK.match(key)
         if m:
             stage, block, part = int(m.group(1)), m.group(2), m.group(3)
             # a LayerNorm has no running stats: stages 3-4 use one, stages 1-2 a BatchNorm
             layer_norm = f'stages.{stage}.blocks.{block}.norm.running_mean' not in state_dict
-            new = f'stage{stage + 1}.{block}.{_convert_block_part(layout, part, reverse=True, layer_norm=layer_norm)}'
+            part = _convert_block_part(layout, part, reverse=True, layer_norm=layer_norm)
+            new = f'stage{stage + 1}.{block}.{part}' if part else None
         else:
-            new = _convert_prefix(layout, key, reverse=True) or key
-        out[new] = _reshape_value(new, value, reverse=True)
+            new = _convert_prefix(layout, key, reverse=True)
+        if new is None:
+            unknown.append(key)
+        else:
+            out[new] = _reshape_value(new, value, reverse=True)
+    if unknown:
+        raise CheckpointError(f'{len(unknown)} keys have no place in the official layout: {unknown[:5]}')
     return out
