@@ -165,3 +165,21 @@ def test_push_to_an_unreachable_hub_is_one_line(official_files, tmp_path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith(f'emo push: error: could not upload {folder} to org/x on {url}')
+
+
+def test_an_emo2_distilled_folder_goes_up_and_comes_back_by_its_tag(hub, official_files, tmp_path, monkeypatch):
+    """An EMOv2 folder through the same route: emo push, then EMO_HUB_ORG makes `emo2_1m.dist_in1k` load from
+    org/emo2_1m.dist_in1k, as emo push names repos; the 512 model gets its 512 input size back from config.json."""
+    ref = expected('emo2_1m')['logits_1x3x256x192']
+    folder = convert_official(official_files['emo2_1m'], tmp_path / 'd', variant='emo2_1m')
+    pushed = _push(folder, 'org/emo2_1m.dist_in1k', hub.url, tmp_path)
+    assert pushed.returncode == 0, pushed.stderr
+    monkeypatch.setenv('EMO_HUB_ORG', 'org')
+    model = timm.create_model('emo2_1m.dist_in1k', pretrained=True)
+    assert model.pretrained_cfg['hf_hub_id'] == 'org/emo2_1m.dist_in1k'
+    torch.testing.assert_close(_logits(model), ref, rtol=0, atol=1e-4)
+
+    folder512 = convert_official(official_files['emo2_5m_512'], tmp_path / 'e', variant='emo2_5m_512')
+    assert _push(folder512, 'org/emo2_5m_512.dist_in1k', hub.url, tmp_path).returncode == 0
+    loaded = timm.create_model('hf-hub:org/emo2_5m_512.dist_in1k', pretrained=True)
+    assert tuple(loaded.pretrained_cfg['input_size']) == (3, 512, 512) and loaded.window_size == 8

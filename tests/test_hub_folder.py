@@ -39,7 +39,9 @@ def test_convert_is_deterministic_and_complete(official_files, tmp_path):
     card = (a / 'README.md').read_text()
     blob = git_blob_sha1(official_files['emo_2m'])
     assert blob in card and 'not the official release file' in card  # regenerated weights, not the release
-    assert "timm.create_model('hf-hub:ORG/emo_2m.in1k', pretrained=True)" in card
+    # not the release: named a custom copy of emo_2m, whose config keeps emo_2m.in1k's preprocessing
+    assert '# Model card for emo_2m.custom' in card
+    assert "timm.create_model('hf-hub:ORG/emo_2m.custom', pretrained=True)" in card
     weights = load_file(a / 'model.safetensors')
     assert 'stages.2.blocks.1.attn.qk.weight' in weights and len(weights) == 258
 
