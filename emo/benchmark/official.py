@@ -17,7 +17,7 @@ the same outputs, on machines where the official code (which needs timm 0.6 and 
 
 import math
 from pathlib import Path
-from typing import Dict, List, Sequence, Union
+from typing import Callable, Dict, List, Sequence, Union
 
 import torch
 import torch.nn as nn
@@ -136,7 +136,44 @@ class _PatchEmbed(nn.Module):
         return self.convs[0](x)
 
 
-class OfficialEMO(nn.Module):
+class OfficialNet(nn.Module):
+    """What the official EMO and EMOv2 models share: ``stage0`` (the stem) then ``stage1..4`` of blocks, whose first
+    block downsamples with twice the expansion, a LayerNorm over channels, the mean over H x W and a Linear."""
+
+    def _add_stages(
+        self,
+        in_dim: int,
+        depths: Sequence[int],
+        widths: Sequence[int],
+        exp_ratios: Sequence[float],
+        num_classes: int,
+        make_block: Callable[..., nn.Module],
+    ) -> None:
+        """``make_block(stage, dim_in, dim_out, exp_ratio, first)`` for every block, then the norm and the head."""
+        dim_prev = in_dim
+        for i, depth in enumerate(depths):
+            blocks: List[nn.Module] = []
+            for j in range(depth):
+                first = j == 0
+                blocks.append(make_block(i, dim_prev, widths[i], exp_ratios[i] * 2 if first else exp_ratios[i], first))
+                dim_prev = widths[i]
+            setattr(self, f'stage{i + 1}', nn.ModuleList(blocks))
+        self.norm = _ChannelLayerNorm(widths[-1])
+        self.head = nn.Linear(widths[-1], num_classes)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The raw output of stage 4 (before the final norm)."""
+        for stage in (self.stage0, self.stage1, self.stage2, self.stage3, self.stage4):
+            for block in stage:
+                x = block(x)
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.norm(self.forward_features(x))
+        return self.head(x.mean((2, 3)).contiguous())
+
+
+class OfficialEMO(OfficialNet):
     """EMO computed as the official code computes it (module names included); returns logits."""
 
     def __init__(
@@ -156,39 +193,25 @@ class OfficialEMO(nn.Module):
                 _Block(stem_dim, stem_dim, 1, 'none', 'silu', 3, 1, None, False, False, se_ratio=1.0),
             ]
         )
-        dim_prev = stem_dim
-        for i, depth in enumerate(depths):
-            blocks: List[nn.Module] = []
-            for j in range(depth):
-                first = j == 0
-                blocks.append(
-                    _Block(
-                        dim_prev,
-                        widths[i],
-                        exp_ratios[i] * 2 if first else exp_ratios[i],
-                        norms[i],
-                        acts[i],
-                        kernels[i],
-                        2 if first else 1,
-                        dim_heads[i],
-                        attn=i >= 2 and not first,
-                        skip=not first,
-                    )
-                )
-                dim_prev = widths[i]
-            setattr(self, f'stage{i + 1}', nn.ModuleList(blocks))
-        self.norm = _ChannelLayerNorm(widths[-1])
-        self.head = nn.Linear(widths[-1], num_classes)
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        for stage in (self.stage0, self.stage1, self.stage2, self.stage3, self.stage4):
-            for block in stage:
-                x = block(x)
-        return x
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.norm(self.forward_features(x))
-        return self.head(x.mean((2, 3)).contiguous())
+        self._add_stages(
+            stem_dim,
+            depths,
+            widths,
+            exp_ratios,
+            num_classes,
+            lambda i, dim_in, dim_out, exp_ratio, first: _Block(
+                dim_in,
+                dim_out,
+                exp_ratio,
+                norms[i],
+                acts[i],
+                kernels[i],
+                2 if first else 1,
+                dim_heads[i],
+                attn=i >= 2 and not first,
+                skip=not first,
+            ),
+        )
 
 
 def official_emo(variant: str, state_dict: Dict[str, torch.Tensor] = None) -> OfficialEMO:

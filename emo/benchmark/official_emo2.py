@@ -31,7 +31,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..models.variants import get_variant
-from .official import _ChannelLayerNorm, _ConvNormAct, _norm
+from .official import OfficialNet, _ConvNormAct, _norm
 
 __all__ = ['OfficialEMO2', 'official_emo2']
 
@@ -168,7 +168,7 @@ class _Block(nn.Module):
         return shortcut + x if self.has_skip else x
 
 
-class OfficialEMO2(nn.Module):
+class OfficialEMO2(OfficialNet):
     """EMOv2 computed as the official code computes it (module names included); returns logits."""
 
     def __init__(
@@ -189,40 +189,25 @@ class OfficialEMO2(nn.Module):
                 _ConvNormAct(stem_dim, stem_dim, 1),
             ]
         )
-        dim_prev = stem_dim
-        for i, depth in enumerate(depths):
-            blocks = []
-            for j in range(depth):
-                first = j == 0
-                blocks.append(
-                    _Block(
-                        dim_prev,
-                        widths[i],
-                        exp_ratios[i] * 2 if first else exp_ratios[i],
-                        _NORMS[i],
-                        _ACTS[i],
-                        2 if first else 1,
-                        dim_heads[i],
-                        window_size,
-                        attn=i >= 2 and not first,
-                        skip=not first,
-                    )
-                )
-                dim_prev = widths[i]
-            setattr(self, f'stage{i + 1}', nn.ModuleList(blocks))
-        self.norm = _ChannelLayerNorm(widths[-1])
-        self.head = nn.Linear(widths[-1], num_classes)
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """The raw output of stage 4 (before the final norm)."""
-        for stage in (self.stage0, self.stage1, self.stage2, self.stage3, self.stage4):
-            for block in stage:
-                x = block(x)
-        return x
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.norm(self.forward_features(x))
-        return self.head(x.mean((2, 3)).contiguous())
+        self._add_stages(
+            stem_dim,
+            depths,
+            widths,
+            exp_ratios,
+            num_classes,
+            lambda i, dim_in, dim_out, exp_ratio, first: _Block(
+                dim_in,
+                dim_out,
+                exp_ratio,
+                _NORMS[i],
+                _ACTS[i],
+                2 if first else 1,
+                dim_heads[i],
+                window_size,
+                attn=i >= 2 and not first,
+                skip=not first,
+            ),
+        )
 
 
 def official_emo2(variant: str, state_dict: Optional[Dict[str, torch.Tensor]] = None) -> OfficialEMO2:
