@@ -53,7 +53,8 @@ def prepare_pretrained(variant: str, kwargs: dict) -> None:
     if not cfg.hf_hub_id and name not in released_weights():
         raise WeightsUnavailableError(
             f'{cfg.architecture} has no released ImageNet weights (the official release has none): build it with '
-            f'pretrained=False and train it, or load a checkpoint of yours with pretrained_cfg_overlay=dict(file=...)'
+            'pretrained=False and train it, or load a checkpoint of yours (pretrained_cfg_overlay=dict(file=...) in '
+            'Python, --weights FILE in the emo commands)'
         )
     if not cfg.hf_hub_id and hub_org():
         overlay['hf_hub_id'] = f'{hub_org()}/{name}'
