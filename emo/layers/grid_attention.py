@@ -7,7 +7,7 @@ trained with these windows and with padded tokens taking part in the softmax unm
 """
 
 import contextlib
-from typing import Iterator, Tuple
+from typing import Iterator
 
 import torch
 import torch.nn as nn
@@ -15,19 +15,15 @@ import torch.nn.functional as F
 from timm.layers import register_notrace_function, use_fused_attn
 
 from .fused_conv import is_eager
+from .windows import grid_padding, merge_windows, partition_windows
 
-__all__ = ['GridAttention', 'explicit_attention', 'grid_padding', 'grid_windows', 'grid_merge']
+__all__ = ['GridAttention', 'explicit_attention', 'grid_windows', 'grid_merge']
 
 # Eager CPU with fewer window-heads than this: the explicit softmax(q k^T) v, measured faster there than
 # scaled_dot_product_attention in an earlier session on a 2-core machine (its CPU was not recorded). On the Intel
 # Xeon (AVX-512, AMX) of a later session SDPA was faster at every size (docs/benchmarks.md): the best value depends
 # on the CPU. `python -m emo.benchmark.tuning` measures both ways at 8 to 256 window-heads on yours.
 MIN_FUSED_WINDOW_HEADS = 64
-
-
-def grid_padding(height: int, width: int, window_size: int) -> Tuple[int, int]:
-    """(bottom, right) zero padding that makes ``height x width`` whole multiples of ``window_size``."""
-    return (window_size - height % window_size) % window_size, (window_size - width % window_size) % window_size
 
 
 @register_notrace_function
@@ -39,26 +35,20 @@ def grid_windows(x: torch.Tensor, window_size: int, always_pad: bool = True) -> 
     copy) is skipped when the map needs none; traces and scripts always pad, to stay valid at any input size.
     A leaf for torch.fx: its shape arithmetic stays out of traced graphs.
     """
-    batch, channels, height, width = x.shape
-    pad_b, pad_r = grid_padding(height, width, window_size)
+    pad_b, pad_r = grid_padding(x.shape[2], x.shape[3], window_size)
     tokens = x.permute(0, 2, 3, 1)  # (B, H, W, C)
     if always_pad or pad_b or pad_r:
         tokens = F.pad(tokens, [0, 0, 0, pad_r, 0, pad_b])
-    n1 = (height + pad_b) // window_size
-    n2 = (width + pad_r) // window_size
-    windows = tokens.reshape(batch, window_size, n1, window_size, n2, channels).permute(0, 2, 4, 1, 3, 5)
-    return windows.reshape(batch * n1 * n2, window_size * window_size, channels)
+    return partition_windows(tokens, window_size, strided=True)[0, :, 0]  # one group, one head
 
 
 @register_notrace_function
 def grid_merge(windows: torch.Tensor, batch: int, height: int, width: int, window_size: int) -> torch.Tensor:
     """Invert :func:`grid_windows` for ``batch`` maps of ``height x width``: NCHW, the padding cropped away."""
-    channels = windows.shape[-1]
-    n1 = (height + window_size - 1) // window_size
-    n2 = (width + window_size - 1) // window_size
-    x = windows.reshape(batch, n1, n2, window_size, window_size, channels).permute(0, 3, 1, 4, 2, 5)
-    x = x.reshape(batch, n1 * window_size, n2 * window_size, channels)[:, :height, :width]
-    return x.permute(0, 3, 1, 2)
+    padded_h = (height + window_size - 1) // window_size * window_size
+    padded_w = (width + window_size - 1) // window_size * window_size
+    x = merge_windows(windows.unsqueeze(1), batch, padded_h, padded_w, window_size, strided=True)
+    return x[:, :height, :width].permute(0, 3, 1, 2)
 
 
 class GridAttention(nn.Module):
