@@ -195,13 +195,11 @@ class IRMB(nn.Module):
             local = self.conv_local
             self.conv_local = FusedConv.from_conv(fold_bn_after(local.conv, local.bn), local.bn.act)
         if isinstance(self.proj, nn.Conv2d):
-            proj = self.proj
+            self.proj = FusedConv.from_conv(self.proj)
             if isinstance(self.layer_scale, LayerScale2d):  # gamma * (W x) == (gamma W) x
-                proj = nn.Conv2d(proj.in_channels, proj.out_channels, 1, bias=False).to(proj.weight)
                 with torch.no_grad():
-                    proj.weight.copy_(self.proj.weight * self.layer_scale.gamma.reshape(-1, 1, 1, 1))
+                    self.proj.weight.mul_(self.layer_scale.gamma.reshape(-1, 1, 1, 1))
                 self.layer_scale = nn.Identity()
-            self.proj = FusedConv.from_conv(proj)
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
