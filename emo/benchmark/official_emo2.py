@@ -51,32 +51,24 @@ class _ConvOp(nn.Module):
         return self.net(x)
 
 
-def _to_remote(x: torch.Tensor, n1: int, n2: int) -> torch.Tensor:
-    """'b c (h1 n1) (w1 n2) -> (b n1 n2) c h1 w1', copied: window (i, j) holds pixels (i + n1 a, j + n2 b)."""
+def _to_windows(x: torch.Tensor, n1: int, n2: int, remote: bool) -> torch.Tensor:
+    """Copied into windows: remote 'b c (h1 n1) (w1 n2) -> (b n1 n2) c h1 w1' (window (i, j) holds pixels
+    (i + n1 a, j + n2 b)), close 'b c (n1 h1) (n2 w1) -> (b n1 n2) c h1 w1' (pixels (w i + a, w j + b))."""
     B, C, H, W = x.shape
-    x = x.reshape(B, C, H // n1, n1, W // n2, n2).permute(0, 3, 5, 1, 2, 4)
+    if remote:
+        x = x.reshape(B, C, H // n1, n1, W // n2, n2).permute(0, 3, 5, 1, 2, 4)
+    else:
+        x = x.reshape(B, C, n1, H // n1, n2, W // n2).permute(0, 2, 4, 1, 3, 5)
     return x.reshape(B * n1 * n2, C, H // n1, W // n2).contiguous()
 
 
-def _to_close(x: torch.Tensor, n1: int, n2: int) -> torch.Tensor:
-    """'b c (n1 h1) (n2 w1) -> (b n1 n2) c h1 w1', copied: window (i, j) holds pixels (w i + a, w j + b)."""
-    B, C, H, W = x.shape
-    x = x.reshape(B, C, n1, H // n1, n2, W // n2).permute(0, 2, 4, 1, 3, 5)
-    return x.reshape(B * n1 * n2, C, H // n1, W // n2).contiguous()
-
-
-def _from_remote(x: torch.Tensor, n1: int, n2: int) -> torch.Tensor:
-    """'(b n1 n2) c h1 w1 -> b c (h1 n1) (w1 n2)', copied."""
+def _from_windows(x: torch.Tensor, n1: int, n2: int, remote: bool) -> torch.Tensor:
+    """Copied back: the inverse of :func:`_to_windows`, '(b n1 n2) c h1 w1 -> b c (h1 n1) (w1 n2)' (remote) or
+    '-> b c (n1 h1) (n2 w1)' (close)."""
     b, c, h, w = x.shape
-    x = x.reshape(b // (n1 * n2), n1, n2, c, h, w).permute(0, 3, 4, 1, 5, 2)
+    x = x.reshape(b // (n1 * n2), n1, n2, c, h, w)
+    x = x.permute(0, 3, 4, 1, 5, 2) if remote else x.permute(0, 3, 1, 4, 2, 5)
     return x.reshape(b // (n1 * n2), c, h * n1, w * n2).contiguous()
-
-
-def _from_close(x: torch.Tensor, n1: int, n2: int) -> torch.Tensor:
-    """'(b n1 n2) c h1 w1 -> b c (n1 h1) (n2 w1)', copied."""
-    b, c, h, w = x.shape
-    x = x.reshape(b // (n1 * n2), n1, n2, c, h, w).permute(0, 3, 1, 4, 2, 5)
-    return x.reshape(b // (n1 * n2), c, n1 * h, n2 * w).contiguous()
 
 
 class _HybridAttention(nn.Module):
@@ -111,12 +103,14 @@ class _HybridAttention(nn.Module):
         n1, n2 = (H + pad_b) // ws, (W + pad_r) // ws
         # the official code copies the padded map into both partitions and reads nothing but their shape; the copies
         # are kept because they are part of what it costs
-        _to_remote(x, n1, n2)
-        _to_close(x, n1, n2)
+        _to_windows(x, n1, n2, remote=True)
+        _to_windows(x, n1, n2, remote=False)
         qk = self.qk(x)
         v = self.v(x)
-        remote = _from_remote(self._attend(_to_remote(qk, n1, n2), _to_remote(v, n1, n2)), n1, n2)
-        close = _from_close(self._attend(_to_close(qk, n1, n2), _to_close(v, n1, n2)), n1, n2)
+        remote, close = (
+            _from_windows(self._attend(_to_windows(qk, n1, n2, r), _to_windows(v, n1, n2, r)), n1, n2, r)
+            for r in (True, False)
+        )
         x = remote + close
         # the official code crops (and copies) only when it padded; without padding both are no-ops, and doing
         # them unconditionally keeps traces (ONNX export) valid for every input size
