@@ -43,10 +43,16 @@ from yolo_data import offline_font, write_dataset  # noqa: E402
 import emo.ultralytics as eu  # noqa: E402
 from emo.layers import HybridWindowAttention  # noqa: E402
 from emo.models import IRMB  # noqa: E402
+from emo.ultralytics import parsing  # noqa: E402
 
-OUR_LAYERS = (eu.iRMB, eu.C2f_iRMB, eu.EMOBackbone)  # and the EMOv2 subclasses i2RMB, C2f_i2RMB
-# layer index -> our layer type, per shipped YAML (the plain yolov8 layer at that index, if any, is the reference)
+OUR_LAYERS = (eu.iRMB, eu.C2f_iRMB, eu.C3k2_iRMB, eu.EMOBackbone)  # and the EMOv2 subclasses
+C3K2_BACKBONE, C3K2_HEAD = (2, 4, 6, 8), (13, 16, 19, 22)  # the C3k2 rows of yolo11.yaml and yolo26.yaml
+# layer index -> our layer type, per shipped YAML (the stock layer at that index, if any, is the reference)
 PLACEMENTS = {
+    **{f'{g}n-c3k2-irmb': dict.fromkeys(C3K2_BACKBONE, eu.C3k2_iRMB) for g in ('yolo11', 'yolo26')},
+    **{f'{g}n-head-irmb': dict.fromkeys(C3K2_HEAD, eu.C3k2_iRMB) for g in ('yolo11', 'yolo26')},
+    **{f'{g}n-sppf-irmb': {10: eu.iRMB} for g in ('yolo11', 'yolo26')},  # in place of C2PSA
+    **{f'{g}n-{b}': {0: eu.EMOBackbone} for g in ('yolo11', 'yolo26') for b in ('emo', 'emo2')},
     'yolov8n-c2f-irmb': {2: eu.C2f_iRMB, 4: eu.C2f_iRMB, 6: eu.C2f_iRMB, 8: eu.C2f_iRMB},
     'yolov8n-c2f-i2rmb': {2: eu.C2f_i2RMB, 4: eu.C2f_i2RMB, 6: eu.C2f_i2RMB, 8: eu.C2f_i2RMB},
     'yolov8n-sppf-irmb': {10: eu.iRMB},
@@ -68,7 +74,11 @@ def _one_thread():
 
 
 def build(name: str, scale: str = 'n') -> DetectionModel:
-    return YOLO(eu.cfg(name.replace('yolov8n', f'yolov8{scale}', 1))).model
+    return YOLO(eu.cfg(name.replace('n-', f'{scale}-', 1))).model
+
+
+def generation(name: str) -> str:
+    return name.split('-')[0][:-1]  # 'yolo11n-emo' -> 'yolo11'
 
 
 def count_params(module: torch.nn.Module) -> int:
@@ -82,14 +92,16 @@ def c2f_shape(layer: torch.nn.Module) -> tuple:
 
 def test_configs_and_cfg():
     assert eu.configs() == sorted(PLACEMENTS)
-    assert eu.configs('s') == [n.replace('yolov8n', 'yolov8s') for n in sorted(PLACEMENTS)]
+    assert eu.configs('s') == sorted(n.replace('n-', 's-', 1) for n in PLACEMENTS)
     for name in eu.configs():
         path = Path(eu.cfg(name))
         assert path.name == f'{name}.yaml' and path.parent == eu.CFG_DIR
-        assert (eu.CFG_DIR / f'{name.replace("yolov8n", "yolov8")}.yaml').is_file()  # one file holds all scales
+        assert (eu.CFG_DIR / f'{name.replace("n-", "-", 1)}.yaml').is_file()  # one file holds all scales
     assert eu.cfg('yolov8s-emo.yaml').endswith('yolov8s-emo.yaml')
-    with pytest.raises(ValueError, match='no shipped YAML'):
-        eu.cfg('yolov8n-nothing')
+    assert eu.cfg('yolo26x-head-irmb').endswith('yolo26x-head-irmb.yaml')
+    for wrong in ('yolov8n-nothing', 'yolo12n-emo', 'yolo11q-emo', 'emo'):
+        with pytest.raises(ValueError, match='no shipped YAML'):
+            eu.cfg(wrong)
     with pytest.raises(ValueError, match='scale'):
         eu.configs('q')
 
@@ -102,7 +114,7 @@ def test_registration_is_scoped_and_idempotent(monkeypatch):
     assert {eu.C2f_iRMB: 1}[eu.C2f_iRMB] == 1 and C2f not in {eu.C2f_iRMB, eu.iRMB}
     assert tasks.iRMB is eu.iRMB and tasks.C2f_iRMB is eu.C2f_iRMB and tasks.EMOBackbone is eu.EMOBackbone
     before = build('yolov8n-c2f-irmb')
-    eu._register()  # a second registration (e.g. a module reload) must not wrap the wrapper
+    parsing._register()  # a second registration (e.g. a module reload) must not wrap the wrapper
     after = build('yolov8n-c2f-irmb')
     assert count_params(after) == count_params(before)
     assert {m.i: type(m) for m in after.model if isinstance(m, OUR_LAYERS)} == PLACEMENTS['yolov8n-c2f-irmb']
@@ -131,8 +143,8 @@ def _reregister(monkeypatch, parse_model) -> None:
 
     monkeypatch.setattr(tasks, 'parse_model', parse_model)
     monkeypatch.setattr(ultralytics.nn, 'parse_model', parse_model, raising=False)
-    eu._register()
-    eu._check_assumptions()
+    parsing._register()
+    parsing._check_assumptions()
 
 
 def test_a_parse_model_with_another_signature_is_wrapped(monkeypatch):
@@ -189,6 +201,7 @@ IMPORT_ON_A_BROKEN_ULTRALYTICS = textwrap.dedent("""
         sys.exit('imported')
     # Ultralytics is left as it was: its own parse_model, none of emo's YAML names
     assert tasks.parse_model is parse_model and not hasattr(tasks, 'iRMB') and not hasattr(tasks, 'C2f_iRMB')
+    assert not [name for name in vars(tasks) if name.startswith('emo_')]  # nor the current-head stand-ins
     print(json.dumps(message))
 """)
 
@@ -204,7 +217,9 @@ def test_import_on_an_ultralytics_that_breaks_the_assumptions_fails_in_one_line_
     assert result.returncode == 0, result.stdout + result.stderr[-3000:]
     message = json.loads(result.stdout.strip().splitlines()[-1])  # Ultralytics prints its settings file first
     assert '\n' not in message and f'Ultralytics {ultralytics.__version__}' in message
-    assert message.endswith('parse_model cannot build a C2f_iRMB and an Index (TypeError: an Ultralytics message)')
+    assert message.endswith(
+        'parse_model cannot build C2f_iRMB, Index, C3k2_iRMB and Detect rows (TypeError: an Ultralytics message)'
+    )
 
 
 def test_the_supported_range_is_the_extras():
@@ -212,7 +227,20 @@ def test_the_supported_range_is_the_extras():
 
     config = configparser.ConfigParser()
     config.read(Path(__file__).parents[1] / 'setup.cfg')
-    assert config['options.extras_require']['yolo'].split() == [f'ultralytics{eu.SUPPORTED_ULTRALYTICS}']
+    assert config['options.extras_require']['yolo'].split()[0] == f'ultralytics{eu.SUPPORTED_ULTRALYTICS}'
+
+
+def test_the_yolo_extra_has_what_onnx_export_checks_for():
+    # Ultralytics' ONNX export pip-installs onnx, onnxslim and onnxruntime when they are missing; the extra has them
+    # (test_each_shipped_yaml_trains_reloads_and_exports checks that an export asks for nothing)
+    import configparser
+
+    from packaging.requirements import Requirement
+
+    config = configparser.ConfigParser()
+    config.read(Path(__file__).parents[1] / 'setup.cfg')
+    extra = [Requirement(r).name for r in config['options.extras_require']['yolo'].split()]
+    assert extra == ['ultralytics', 'onnx', 'onnxslim', 'onnxruntime']
 
 
 # worked out by hand: round(c / 32) heads, lowered to a divisor of c
@@ -226,42 +254,58 @@ def test_attention_heads_divide_any_scaled_width(channels, dim_head):
 
 
 @pytest.fixture(scope='module')
-def plain_n() -> DetectionModel:
-    return YOLO('yolov8n.yaml').model
+def stock() -> dict:
+    """Ultralytics' own model of each generation at scale n: yolov8n, yolo11n, yolo26n."""
+    return {g: YOLO(f'{g}n.yaml').model for g in ('yolov8', 'yolo11', 'yolo26')}
+
+
+def block_shape(layer: torch.nn.Module) -> tuple:
+    """(c1, c2, n, hidden c) of a C2f, C3k2 or one of ours in their layout."""
+    return (*c2f_shape(layer), layer.c)
+
+
+def head_layout(model: DetectionModel) -> list:
+    """The Detect head's parameter names and shapes: YOLOv8's (legacy) and YOLO11's heads differ in both."""
+    return [(k, tuple(v.shape)) for k, v in model.model[-1].state_dict().items()]
 
 
 @pytest.mark.parametrize('name', sorted(PLACEMENTS))
-def test_yaml_builds_runs_and_differs_from_yolov8n(name, plain_n):
-    model = build(name)
+def test_yaml_builds_runs_and_differs_from_the_stock_model(name, stock):
+    model, plain = build(name), stock[generation(name)]
     placed = {m.i: type(m) for m in model.model if isinstance(m, OUR_LAYERS)}
     assert placed == PLACEMENTS[name]
     assert all(m.type == f'emo.ultralytics.{type(m).__name__}' for m in model.model if isinstance(m, OUR_LAYERS))
     assert torch.equal(model.stride, torch.tensor([8.0, 16.0, 32.0]))
+    # the same Detect head as the stock model of its generation (YOLOv8's legacy one only for yolov8), also where
+    # every C3k2 of the backbone or of the head is ours
+    assert type(model.model[-1]) is type(plain.model[-1]) and head_layout(model) == head_layout(plain)
 
-    # parameters: Ultralytics' own count (.np) per layer; the layers we did not touch are identical to yolov8n's
+    # parameters: Ultralytics' own count (.np) per layer; the layers we did not touch are identical to the stock's
     params = count_params(model)
-    assert params != count_params(plain_n)
+    assert params != count_params(plain)
     assert sum(m.np for m in model.model) == params
     if name == 'yolov8n-sppf-irmb':  # one layer inserted at 10: the rest shifts by one
-        plain = {m.i + (m.i >= 10): m.np for m in plain_n.model}
+        plain_np = {m.i + (m.i >= 10): m.np for m in plain.model}
     else:
-        plain = {m.i: m.np for m in plain_n.model}
+        plain_np = {m.i: m.np for m in plain.model}
     if PLACEMENTS[name] != {0: eu.EMOBackbone}:  # a backbone replaced: the neck reads other widths
-        assert all(m.np == plain[m.i] for m in model.model if m.i not in PLACEMENTS[name])
+        assert all(m.np == plain_np[m.i] for m in model.model if m.i not in PLACEMENTS[name])
     for m in model.model:
-        if isinstance(m, eu.C2f_iRMB):  # same channels and repeats as the C2f it replaces
-            assert c2f_shape(m) == c2f_shape(plain_n.model[m.i])
-            assert all(isinstance(b, IRMB) and not isinstance(b.attn, torch.nn.Identity) for b in m.m)
+        if isinstance(m, (eu.C2f_iRMB, eu.C3k2_iRMB)):  # same channels, repeats and hidden width as what it replaces
+            assert block_shape(m) == block_shape(plain.model[m.i])
+            irmbs = [b for b in m.modules() if isinstance(b, IRMB)]
+            assert irmbs and all(not isinstance(b.attn, torch.nn.Identity) for b in irmbs)
             # EMOv2's block: hybrid attention (v inside it) and a layer scale; EMO's: neither
-            v2 = isinstance(m, eu.C2f_i2RMB)
-            assert all(isinstance(b.attn, HybridWindowAttention) == v2 for b in m.m)
-            assert all(isinstance(b.layer_scale, LayerScale2d) == v2 for b in m.m)
+            v2 = isinstance(m, (eu.C2f_i2RMB, eu.C3k2_i2RMB))
+            assert all(isinstance(b.attn, HybridWindowAttention) == v2 for b in irmbs)
+            assert all(isinstance(b.layer_scale, LayerScale2d) == v2 for b in irmbs)
         if isinstance(m, eu.iRMB):  # after SPPF: keeps its width, so both shortcuts
             assert all(isinstance(b, IRMB) and b.has_skip for b in m)
 
     # forward and backward in training mode (raw head outputs), then inference in eval mode
     x = torch.randn(2, 3, 64, 96)
     out = model(x)
+    out = out['one2many'] if 'one2many' in out else out  # YOLO26 trains both heads
     (out['boxes'].float().mean() + out['scores'].float().mean()).backward()
     for m in model.model:
         if isinstance(m, OUR_LAYERS):
@@ -269,9 +313,89 @@ def test_yaml_builds_runs_and_differs_from_yolov8n(name, plain_n):
             assert all(g is not None and torch.isfinite(g).all() for g in grads)
             assert any(g.abs().sum() > 0 for g in grads)
     model.eval()
+    plain = copy.deepcopy(plain).eval()
     with torch.no_grad():
-        y, _ = model(x)
-    assert y.shape == (2, 4 + 80, (8 * 12) + (4 * 6) + (2 * 3))
+        y, expected = model(x)[0], plain(x)[0]
+    assert y.shape == expected.shape  # (2, 4 + 80, 8 * 12 + 4 * 6 + 2 * 3), or YOLO26's top-k rows
+
+
+def swapped(stock_yaml: str, rows, name: str = 'C3k2_iRMB') -> dict:
+    """Ultralytics' own model dict with the C3k2 of the given layers renamed, as a user edits a YAML."""
+    d = yaml_model_load(stock_yaml)
+    for i, row in enumerate(d['backbone'] + d['head']):
+        if i in rows:
+            assert row[2] == 'C3k2'
+            row[2] = name
+    return d
+
+
+@pytest.mark.parametrize('scale', ['n', 'm'])
+@pytest.mark.parametrize('g', ['yolo11', 'yolo26'])
+def test_c3k2_irmb_keeps_every_c3k2_argument(g, scale):
+    # each C3k2 row renamed, arguments untouched: the same widths, repeats and block kind as Ultralytics' C3k2,
+    # including c3k forced on at m/l/x and YOLO26's last head row with attn=True
+    from ultralytics.nn.modules.block import Bottleneck, C3k, PSABlock
+    from ultralytics.nn.tasks import parse_model
+
+    rows = C3K2_BACKBONE + C3K2_HEAD
+    theirs, _ = parse_model(yaml_model_load(f'{g}{scale}.yaml'), ch=3, verbose=False)
+    d = swapped(f'{g}{scale}.yaml', rows)
+    d['scale'] = scale
+    ours, _ = parse_model(d, ch=3, verbose=False)
+    kinds = {Bottleneck: IRMB, C3k: eu.C3k_iRMB}
+    for i in rows:
+        assert type(ours[i]) is eu.C3k2_iRMB and block_shape(ours[i]) == block_shape(theirs[i])
+        for mine, stock_block in zip(ours[i].m, theirs[i].m):
+            if isinstance(stock_block, torch.nn.Sequential):  # attn=True: a block, then a PSABlock
+                assert isinstance(mine[0], IRMB) and isinstance(mine[1], PSABlock)
+                assert count_params(mine[1]) == count_params(stock_block[1])
+            else:
+                assert type(mine) is kinds[type(stock_block)]
+            if isinstance(mine, eu.C3k_iRMB):  # two iRMBs at C3k's hidden width
+                assert [b.proj.out_channels for b in mine.m] == [b.cv2.conv.out_channels for b in stock_block.m]
+    if scale == 'm':
+        assert all(isinstance(ours[i].m[0], (eu.C3k_iRMB, torch.nn.Sequential)) for i in rows)
+    with pytest.raises(ValueError, match='g=2, but an iRMB has no grouped conv'):
+        eu.C3k2_iRMB(16, 16, 1, False, 0.5, False, 2)
+
+
+@pytest.mark.parametrize('g', ['yolo11', 'yolo26'])
+def test_every_c3k2_replaced_still_gets_the_current_detect_head(g, stock, monkeypatch):
+    # Ultralytics keys the legacy (YOLOv8) head on seeing C3k2 itself; with ours in its place the model must still
+    # get the stock head, without touching the class attribute Ultralytics keys it on
+    from ultralytics.nn.modules import Detect
+
+    monkeypatch.setattr(Detect, 'legacy', True)  # as a yolov8 build just before leaves it
+    model = DetectionModel(swapped(f'{g}n.yaml', C3K2_BACKBONE + C3K2_HEAD), verbose=False)
+    assert type(model.model[-1]) is Detect and model.model[-1].type == 'ultralytics.nn.modules.head.Detect'
+    assert head_layout(model) == head_layout(stock[g])
+    assert Detect.legacy is True and 'legacy' not in vars(model.model[-1])  # a plain Detect object
+    # and YOLOv8 keeps its legacy head
+    assert head_layout(YOLO('yolov8n.yaml').model) == head_layout(stock['yolov8'])
+    assert type(stock['yolov8'].model[-1].cv3[0][0]).__name__ == 'Conv'  # legacy: a 3x3 Conv
+
+
+def test_a_pose_head_is_current_too():
+    from ultralytics.nn.modules import Pose
+    from ultralytics.nn.tasks import PoseModel
+
+    theirs = PoseModel(yaml_model_load('yolo11n-pose.yaml'), verbose=False)
+    before = dict(vars(Pose))  # Ultralytics' own build sets the class's flag
+    ours = PoseModel(swapped('yolo11n-pose.yaml', C3K2_BACKBONE + C3K2_HEAD), verbose=False)
+    assert type(ours.model[-1]) is Pose and head_layout(ours) == head_layout(theirs)
+    assert vars(Pose).get('legacy') == before.get('legacy')
+
+
+def test_a_segment_head_that_would_come_out_legacy_is_warned_about(monkeypatch):
+    from ultralytics.nn.tasks import parse_model
+
+    warnings = []
+    monkeypatch.setattr(parsing.LOGGER, 'warning', lambda message, *a, **k: warnings.append(message))
+    parse_model(swapped('yolo11n-seg.yaml', C3K2_BACKBONE + C3K2_HEAD), ch=3, verbose=False)
+    assert len(warnings) == 1 and 'legacy (YOLOv8) Segment head; keep one C3k2 row' in warnings[0]
+    warnings.clear()
+    parse_model(swapped('yolo11n-seg.yaml', C3K2_BACKBONE), ch=3, verbose=False)  # a C3k2 left: no warning
+    assert warnings == []
 
 
 def test_fuse_keeps_outputs():
@@ -391,55 +515,111 @@ def test_emo_backbone_pretrained_from_file(tmp_path):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
-LOAD_IN_FRESH_PROCESS = textwrap.dedent("""
+LOAD_AND_EXPORT_IN_FRESH_PROCESS = textwrap.dedent("""
     import json, sys
+    import numpy as np, onnxruntime, torch
     from ultralytics import YOLO
 
+    best, image, data, project = sys.argv[1:]
     # no `import emo.ultralytics`: unpickling best.pt imports it by the layers' module path
-    model = YOLO(sys.argv[1])
+    model = YOLO(best)
     assert 'emo.ultralytics' in sys.modules
     layers = sorted({type(m).__name__ for m in model.model.modules() if type(m).__module__ == 'emo.ultralytics'})
-    boxes = model.predict(sys.argv[2], imgsz=64, conf=0.0, max_det=10, device='cpu', verbose=False)[0].boxes
-    metrics = model.val(data=sys.argv[3], imgsz=64, batch=8, workers=0, device='cpu', plots=False,
-                        project=sys.argv[4], name='val', verbose=False)
-    print(json.dumps(dict(layers=layers, is_tensor=isinstance(boxes.data, __import__('torch').Tensor),
-                          shape=list(boxes.data.shape), xyxy=list(boxes.xyxy.shape), map50=metrics.box.map50)))
+    boxes = model.predict(image, imgsz=64, conf=0.0, max_det=10, device='cpu', verbose=False)[0].boxes
+    metrics = model.val(data=data, imgsz=64, batch=8, workers=0, device='cpu', plots=False, project=project,
+                        name='val', verbose=False)
+    onnx = model.export(format='onnx', imgsz=64, device='cpu')
+
+    # the exported graph against the checkpoint's model in PyTorch, on one letterboxed-size input
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    net = YOLO(best).model.float().eval().fuse(verbose=False)
+    with torch.no_grad():
+        expected = net(x)[0].numpy()
+    session = onnxruntime.InferenceSession(onnx, providers=['CPUExecutionProvider'])
+    exported = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    onnx_boxes = YOLO(onnx, task='detect').predict(image, imgsz=64, conf=0.0, max_det=10, device='cpu',
+                                                     verbose=False)[0].boxes
+    if exported.shape[-1] == 6:
+        # NMS-free top-k rows (x1, y1, x2, y2, score, class) sorted by score: after one epoch many scores are near
+        # equal, so rows may swap places, and at the k-th score one (anchor, class) may stand in for another. The
+        # sorted scores must agree, and every row clearly above the cut must have its twin in the other output.
+        a, b = exported[0], expected[0]
+        score_diff, box_diff = np.abs(np.sort(a[:, 4]) - np.sort(b[:, 4])).max(), 0.0
+        cut = max(a[:, 4].min(), b[:, 4].min()) + 1e-4
+        for x, y in ((a, b), (b, a)):
+            clear = x[x[:, 4] > cut]
+            if len(clear):
+                box_diff = max(box_diff, np.abs(clear[:, None] - y[None]).max(-1).min(1).max())
+    else:  # one column per anchor, in a fixed order: 4 box rows, then the class scores
+        box_diff = np.abs(exported[:, :4] - expected[:, :4]).max()
+        score_diff = np.abs(exported[:, 4:] - expected[:, 4:]).max()
+    print(json.dumps(dict(layers=layers, shape=list(boxes.data.shape), xyxy=list(boxes.xyxy.shape),
+                          map50=metrics.box.map50, onnx_shape=list(exported.shape), torch_shape=list(expected.shape),
+                          box_diff=float(box_diff), score_diff=float(score_diff),
+                          onnx_boxes=list(onnx_boxes.data.shape))))
 """)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize(
-    'name, layers', [('yolov8n-emo', ['EMOBackbone', '_BackboneBatchNorm2d']), ('yolov8n-c2f-irmb', ['C2f_iRMB'])]
-)
-def test_train_save_and_load_in_fresh_process(tmp_path, name, layers):
-    from ultralytics.utils import USER_CONFIG_DIR
+def our_layer_names(name: str) -> list:
+    """The emo.ultralytics classes a trained model of a shipped YAML holds (module path of its pickles)."""
+    model = build(name)
+    return sorted({type(m).__name__ for m in model.modules() if type(m).__module__ == 'emo.ultralytics'})
 
-    offline_font(Path(USER_CONFIG_DIR))
-    data = write_dataset(tmp_path / 'shapes')
-    model = YOLO(eu.cfg(name))
-    model.train(
+
+def train_one_epoch(model: str, data: Path, project: Path) -> Path:
+    trained = YOLO(model)
+    trained.train(
         data=str(data), epochs=1, imgsz=64, batch=8, workers=0, device='cpu', amp=False, plots=False, seed=0,
-        project=str(tmp_path / 'runs'), name='train', exist_ok=True, verbose=False,
+        project=str(project), name='train', exist_ok=True, verbose=False,
     )  # fmt: skip
-    best = Path(model.trainer.best)
-    assert best.is_file() and best.is_relative_to(tmp_path)
+    best = Path(trained.trainer.best)
+    assert best.is_file() and best.is_relative_to(project)
+    return best
 
+
+def fresh_process_env(tmp_path: Path) -> dict:
+    """Offline Ultralytics with its own settings folder (and a font), the emo under test first on the path, and
+    Ultralytics' pip auto-install switched off: nothing it asks for may be missing."""
     config_dir = tmp_path / 'config'
     offline_font(config_dir / 'Ultralytics')
     env = dict(os.environ, YOLO_OFFLINE='1', YOLO_CONFIG_DIR=str(config_dir), OMP_NUM_THREADS='1')
-    # the emo being tested, also from a checkout that is not installed
+    env['YOLO_AUTOINSTALL'] = 'false'
     env['PYTHONPATH'] = os.pathsep.join(filter(None, [str(Path(eu.__file__).parents[2]), env.get('PYTHONPATH')]))
-    image = next((tmp_path / 'shapes' / 'images' / 'val').iterdir())
+    return env
+
+
+@pytest.fixture(scope='module')
+def shapes(tmp_path_factory) -> Path:
+    from ultralytics.utils import USER_CONFIG_DIR
+
+    offline_font(Path(USER_CONFIG_DIR))
+    return write_dataset(tmp_path_factory.mktemp('yolo') / 'shapes')
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('name', sorted(PLACEMENTS))
+def test_each_shipped_yaml_trains_reloads_and_exports(tmp_path, shapes, name):
+    # Ultralytics' trainer for one epoch; then, in a new process that does not import emo: load best.pt, predict,
+    # validate, export to ONNX (no requirement missing) and check the ONNX model's boxes and scores against PyTorch
+    best = train_one_epoch(eu.cfg(name), shapes, tmp_path / 'runs')
+    image = next((shapes.parent / 'images' / 'val').iterdir())
     result = subprocess.run(
-        [sys.executable, '-c', LOAD_IN_FRESH_PROCESS, str(best), str(image), str(data), str(tmp_path / 'runs')],
-        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300,
+        [sys.executable, '-c', LOAD_AND_EXPORT_IN_FRESH_PROCESS, str(best), str(image), str(shapes),
+         str(tmp_path / 'runs')],
+        capture_output=True, text=True, env=fresh_process_env(tmp_path), cwd=tmp_path, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
+    log = result.stdout + result.stderr
+    assert 'not found' not in log and 'AutoUpdate' not in log, log[-3000:]  # export asked for nothing missing
+    assert 'onnxslim' in log  # and simplified the graph with it
     report = json.loads(result.stdout.strip().splitlines()[-1])
-    assert report['layers'] == layers
-    assert report['is_tensor'] and report['shape'][1] == 6 and 0 < report['shape'][0] <= 10
-    assert report['xyxy'] == [report['shape'][0], 4]
+    assert report['layers'] == our_layer_names(name)
+    assert report['shape'][1] == 6 and 0 < report['shape'][0] <= 10 and report['xyxy'] == [report['shape'][0], 4]
+    assert report['onnx_boxes'][1] == 6 and 0 < report['onnx_boxes'][0] <= 10
     assert 0.0 <= report['map50'] <= 1.0
+    # boxes in pixels of the 64x64 input and class scores in [0, 1], float rounding apart
+    assert report['onnx_shape'] == report['torch_shape']
+    assert report['box_diff'] < 1e-2 and report['score_diff'] < 1e-4, report
 
 
 LEGACY = Path(__file__).parent / 'data' / 'legacy'
@@ -463,3 +643,171 @@ def test_best_pt_trained_with_emo_0_1_loads_and_predicts_as_it_did(name, layers)
     torch.testing.assert_close(decoded, expected['output'], rtol=1e-4, atol=1e-3)
     torch.testing.assert_close(raw['scores'], expected['scores'], rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(fused, expected['fused_output'], rtol=1e-4, atol=1e-3)
+
+
+def yolo_command(argv: list, tmp_path: Path, emo: bool = True) -> subprocess.CompletedProcess:
+    """``emo yolo ARGV``, or (``emo=False``) what the ``yolo`` console script runs: Ultralytics' entry point."""
+    if emo:
+        code = 'import sys; from emo.cli import main; sys.exit(main(["yolo", *sys.argv[1:]]))'
+    else:
+        code = 'import sys; from ultralytics.cfg import entrypoint; sys.argv[0] = "yolo"; entrypoint()'
+    return subprocess.run(
+        [sys.executable, '-c', code, *argv], capture_output=True, text=True, env=fresh_process_env(tmp_path),
+        cwd=tmp_path, timeout=300,
+    )  # fmt: skip
+
+
+@pytest.mark.slow
+def test_emo_yolo_train_needs_no_import_where_the_yolo_command_fails(tmp_path, shapes):
+    args = [
+        f'data={shapes}', 'epochs=1', 'imgsz=64', 'batch=8', 'workers=0', 'device=cpu', 'plots=False',
+        f'project={tmp_path / "runs"}', 'exist_ok=True',
+    ]  # fmt: skip
+    # Ultralytics' own command cannot resolve our layer names: the error docs/yolo.md quotes
+    plain = yolo_command(['train', f'model={eu.cfg("yolo11n-sppf-irmb")}', *args, 'name=plain'], tmp_path, emo=False)
+    assert plain.returncode != 0 and plain.stderr.strip().splitlines()[-1] == "KeyError: 'iRMB'"
+    # emo yolo: the same arguments, a shipped name for model=, and our layers registered
+    ours = yolo_command(['train', 'model=yolo11n-sppf-irmb', *args, 'name=emo'], tmp_path)
+    assert ours.returncode == 0, ours.stderr[-3000:]
+    best = tmp_path / 'runs' / 'emo' / 'weights' / 'best.pt'
+    assert isinstance(YOLO(str(best)).model.model[10], eu.iRMB)
+    # bad input: one line, from Ultralytics' own checks
+    for wrong, says in ((f'data={tmp_path / "none.yaml"}', 'does not exist'), ('epoch=1', 'not a valid YOLO argument')):
+        result = yolo_command(['train', 'model=yolo11n-sppf-irmb', wrong], tmp_path)
+        assert result.returncode == 1
+        last = result.stderr.strip().splitlines()[-1]
+        assert last.startswith('emo yolo: error: ') and says in last and 'Traceback' not in result.stderr
+
+
+@pytest.mark.slow
+def test_compare_trains_validates_exports_and_tabulates(tmp_path, shapes, capsys):
+    import csv
+    from dataclasses import asdict
+
+    from emo.ultralytics.compare import TrainSettings, compare, resolve_model
+
+    models = ['yolo11n', 'yolo11n-sppf-irmb']
+    settings = TrainSettings(data=str(shapes), epochs=1, imgsz=64, batch=8)
+    out = tmp_path / 'compare'
+    rows = compare(models, settings, out, runs=3, warmup=1)
+    assert [r['model'] for r in rows] == models
+    for row, name in zip(rows, models):
+        # the trained model: the YAML built for the data set's two classes
+        assert row['params'] == count_params(DetectionModel(resolve_model(name), nc=2, verbose=False))
+        assert row['gflops'] > 0 and row['latency_ms'] > 0
+        assert row['latency_ratio'] == pytest.approx(row['latency_ms'] / rows[0]['latency_ms'], rel=1e-2)
+        assert 0 <= row['map50_95'] <= row['map50'] <= 1
+        assert Path(row['onnx']).is_file()
+    with open(out / 'compare.csv') as f:
+        table = list(csv.DictReader(f))
+    assert [(t['model'], int(t['params']), float(t['map50'])) for t in table] == [
+        (r['model'], r['params'], r['map50']) for r in rows
+    ]
+    markdown = (out / 'compare.md').read_text()
+    assert 'rect=False' in markdown and all(f'| {m} | ' in markdown for m in models)
+    assert (out / 'compare.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+
+    # a rerun with the same settings trains nothing again; one with other settings is refused
+    capsys.readouterr()
+    compare(models[:1], settings, out, runs=3, warmup=1)
+    assert 'yolo11n: trained already' in capsys.readouterr().out
+    with pytest.raises(ValueError, match=r'trained with other settings \(epochs 1 there, 2 now\)'):
+        compare(models[:1], TrainSettings(data=str(shapes), epochs=2, imgsz=64, batch=8), out)
+    with pytest.raises(ValueError, match="no model 'yolo11n-nothing'"):
+        compare(['yolo11n', 'yolo11n-nothing'], settings, tmp_path / 'other')
+    # what Ultralytics would change behind the user's back is refused up front
+    for wrong, says in ((dict(imgsz=100), 'multiple of 32'), (dict(optimizer='auto'), 'name one'),
+                        (dict(batch=0), 'at least 1')):  # fmt: skip
+        with pytest.raises(ValueError, match=says):
+            compare(models, TrainSettings(**{**asdict(settings), **wrong}), tmp_path / 'other')
+    assert not (tmp_path / 'other').exists()  # refused before anything was written
+    # another model under a name already trained is not taken for it
+    d = yaml_model_load('yolo11n.yaml')
+    other = tmp_path / 'mine' / 'yolo11n-sppf-irmb.yaml'
+    other.parent.mkdir()
+    other.write_text(json.dumps({k: d[k] for k in ('nc', 'scales', 'backbone', 'head')}))
+    with pytest.raises(ValueError, match='model .* there, .* now'):
+        compare([str(other)], settings, out)
+
+
+@pytest.mark.slow
+def test_compare_resumes_a_killed_training(tmp_path, shapes, monkeypatch, capsys):
+    from ultralytics.engine.trainer import BaseTrainer
+
+    from emo.ultralytics.compare import TrainSettings, compare
+
+    save_model = BaseTrainer.save_model
+
+    def killed_after_first_save(self):
+        save_model(self)
+        raise KeyboardInterrupt  # Ctrl-C right after epoch 1's last.pt
+
+    monkeypatch.setattr(BaseTrainer, 'save_model', killed_after_first_save)
+    settings = TrainSettings(data=str(shapes), epochs=2, imgsz=64, batch=8)
+    out = tmp_path / 'compare'
+    with pytest.raises(KeyboardInterrupt):
+        compare(['yolo11n-head-irmb'], settings, out, runs=2, warmup=1)
+    run = out / 'runs' / 'yolo11n-head-irmb'
+    assert torch.load(run / 'weights' / 'last.pt', weights_only=False)['epoch'] == 0
+    assert not (out / 'compare.md').exists()
+
+    monkeypatch.setattr(BaseTrainer, 'save_model', save_model)
+    capsys.readouterr()
+    rows = compare(['yolo11n-head-irmb'], settings, out, runs=2, warmup=1)
+    assert 'yolo11n-head-irmb: resuming' in capsys.readouterr().out
+    epochs = (run / 'results.csv').read_text().strip().splitlines()[1:]
+    assert [int(float(line.split(',')[0])) for line in epochs] == [1, 2]  # epoch 1 kept, epoch 2 added
+    assert rows[0]['model'] == 'yolo11n-head-irmb' and (out / 'compare.md').is_file()
+
+    # a last.pt cut short (Ultralytics writes it in place) is one line that says what to do
+    (run / 'weights' / 'last.pt').write_bytes(b'PK\x03\x04 not a whole file')
+    with pytest.raises(ValueError, match=r'unreadable .* delete .*yolo11n-head-irmb to train that model again'):
+        compare(['yolo11n-head-irmb'], settings, out, runs=2, warmup=1)
+
+
+@pytest.mark.slow
+def test_compare_takes_a_run_killed_in_its_final_validation_as_trained(tmp_path, shapes, monkeypatch, capsys):
+    # the last epoch saved, then a kill while Ultralytics validated best.pt: its last.pt says epoch 0 of 1, which
+    # Ultralytics refuses to resume; best.pt is final
+    from ultralytics.engine.trainer import BaseTrainer
+
+    from emo.ultralytics.compare import TrainSettings, compare
+
+    def killed(self):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(BaseTrainer, 'final_eval', killed)
+    settings = TrainSettings(data=str(shapes), epochs=1, imgsz=64, batch=8)
+    with pytest.raises(KeyboardInterrupt):
+        compare(['yolo11n'], settings, tmp_path, runs=2, warmup=1)
+    monkeypatch.undo()
+    capsys.readouterr()
+    rows = compare(['yolo11n'], settings, tmp_path, runs=2, warmup=1)
+    assert 'yolo11n: trained already' in capsys.readouterr().out and rows[0]['latency_ms'] > 0
+
+
+def test_emo_yolo_compare_bad_input_is_one_line(tmp_path, shapes, capsys):
+    from emo.cli import main
+
+    cases = [
+        (['--data', str(tmp_path / 'none.yaml'), '--models', 'yolo11n'], 'no data set file'),
+        (['--data', str(shapes), '--models', 'yolo11n,yolo11n-nothing'], "no model 'yolo11n-nothing'"),
+        (['--data', str(shapes), '--models', ' , '], '--models is empty'),
+    ]
+    for argv, says in cases:
+        rc = main(['yolo', 'compare', *argv, '--epochs', '1', '--imgsz', '64', '--out-dir', str(tmp_path / 'c')])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert rc == 1 and len(err) == 1 and err[0].startswith('emo yolo: error: ') and says in err[0]
+    assert not (tmp_path / 'c').exists()
+
+
+def test_the_generated_data_set_is_reproducible_and_never_written_over(tmp_path):
+    a, b = write_dataset(tmp_path / 'a', 3, 2), write_dataset(tmp_path / 'b', 3, 2)
+    files = sorted(p.relative_to(a.parent) for p in a.parent.rglob('*') if p.is_file() and p.suffix != '.yaml')
+    assert len(files) == 2 * (3 + 2)
+    assert all((a.parent / f).read_bytes() == (b.parent / f).read_bytes() for f in files)
+    before = (a.parent / 'labels' / 'train' / '0.txt').read_text()
+    with pytest.raises(FileExistsError, match='give a new folder'):
+        write_dataset(a.parent, 5, 5)
+    assert (a.parent / 'labels' / 'train' / '0.txt').read_text() == before
+    assert not (a.parent / 'images' / 'train' / '4.jpg').exists()

@@ -1,4 +1,4 @@
-"""The ``emo`` command: zoo, predict, convert, push, export, bench, train and validate."""
+"""The ``emo`` command: zoo, predict, convert, push, export, bench, train, validate and yolo."""
 
 import argparse
 import os
@@ -77,6 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         'bench', help='EMO and EMOv2 vs the official arithmetic and timm peers (emo bench --help)', add_help=False
     )
+    sub.add_parser(
+        'yolo',
+        help="Ultralytics' yolo command with emo's layers (emo yolo train model=yolo11n-sppf-irmb ...), and "
+        'emo yolo compare --help; needs the yolo extra',
+        add_help=False,
+    )
 
     zoo = sub.add_parser('zoo', help='table of EMO and EMOv2 variants with latency measured on this machine')
     zoo.add_argument('--runs', type=int, default=30, help='timed forward passes per variant (default 30)')
@@ -135,6 +141,7 @@ _DELEGATED = {
     'validate': 'emo.training.validate',
     'export': 'emo.deploy.export',
     'bench': 'emo.benchmark.cli',
+    'yolo': 'emo.ultralytics.cli',
 }
 
 
@@ -155,6 +162,11 @@ def main(argv: Optional[List[str]] = None) -> int:
             run()
     except (CheckpointError, WeightsUnavailableError, HubUploadError, OSError, ValueError) as e:
         _error_line(f'emo {command}: error: {e}')
+        return 1
+    except ImportError as e:
+        if command != 'yolo':
+            raise
+        _error_line(f'emo {command}: error: {e}')  # the yolo extra missing, or a release it cannot work with
         return 1
     except Terminated:
         _error_line(f'emo {command}: stopped by SIGTERM; files it had finished are intact')
