@@ -398,6 +398,28 @@ def test_a_segment_head_that_would_come_out_legacy_is_warned_about(monkeypatch):
     assert warnings == []
 
 
+@pytest.mark.parametrize('scale', ['s', 'l'])
+@pytest.mark.parametrize('g', ['yolo11', 'yolo26'])
+def test_yolo11_and_yolo26_yamls_scale_as_the_stock_model(g, scale):
+    # one file, every scale: at s and l (n and m above) each layer we did not replace has the stock layer's
+    # parameters, and each C3k2_iRMB the widths and repeats of the C3k2 it replaces
+    from ultralytics.nn.tasks import parse_model
+
+    stock_layers, _ = parse_model(yaml_model_load(f'{g}{scale}.yaml'), ch=3, verbose=False)
+    for placement in ('c3k2-irmb', 'sppf-irmb', 'head-irmb'):
+        layers, _ = parse_model(yaml_model_load(eu.cfg(f'{g}{scale}-{placement}')), ch=3, verbose=False)
+        replaced = PLACEMENTS[f'{g}n-{placement}']
+        for layer, theirs in zip(layers, stock_layers):
+            if layer.i in replaced:
+                assert type(layer) is replaced[layer.i]
+                if isinstance(layer, eu.C3k2_iRMB):
+                    assert block_shape(layer) == block_shape(theirs)
+                else:  # the iRMB in place of C2PSA keeps C2PSA's width
+                    assert layer[0].proj.out_channels == theirs.cv2.conv.out_channels
+            else:
+                assert layer.np == theirs.np, (placement, layer.i)
+
+
 def test_fuse_keeps_outputs():
     model = build('yolov8n-head-irmb').eval()
     x = torch.randn(1, 3, 64, 64)

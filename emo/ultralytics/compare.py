@@ -17,7 +17,7 @@ import io
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Any, Dict, List, Sequence
 
 import torch
 
@@ -28,9 +28,6 @@ from .configs import shipped_cfg
 __all__ = ['TrainSettings', 'compare', 'resolve_model', 'format_markdown']
 
 RESULT_FILES = ('compare.md', 'compare.csv', 'compare.png')
-# passed to every train, val and export call: YOLO26's NMS-free (one-to-one) head wherever the model has one, which
-# Ultralytics 8.4.0 uses by default and later 8.4 releases only with nms=False; models without one are unaffected
-ULTRALYTICS_FIXED = {'nms': False}
 
 
 @dataclass(frozen=True)
@@ -118,6 +115,13 @@ def _check_same_run(run: Path, checkpoint: dict, model: str, settings: TrainSett
         )
 
 
+def _head_args(yolo: Any) -> dict:
+    """``nms=False`` for a model with YOLO26's NMS-free (one-to-one) head, so it trains, validates and exports with
+    that head, as Ultralytics 8.4.0 does by default and later 8.4 releases only with the flag; nothing for the
+    others (on them the flag only makes Ultralytics warn at every validation batch)."""
+    return {'nms': False} if getattr(yolo.model.model[-1], 'one2one_cv2', None) is not None else {}
+
+
 def train_one(name: str, model: str, settings: TrainSettings, runs: Path) -> Path:
     """Train ``model`` into ``runs/name`` (or finish that training) and return its ``best.pt``."""
     from ultralytics import YOLO
@@ -137,9 +141,10 @@ def train_one(name: str, model: str, settings: TrainSettings, runs: Path) -> Pat
         YOLO(str(last)).train(resume=True, device=settings.device, workers=settings.workers)
     else:
         print(f'{name}: training {model}', flush=True)
-        YOLO(model).train(
+        yolo = YOLO(model)
+        yolo.train(
             **asdict(settings),
-            **ULTRALYTICS_FIXED,
+            **_head_args(yolo),
             deterministic=True,
             project=str(runs),
             name=name,
@@ -159,8 +164,9 @@ def evaluate_one(name: str, best: Path, settings: TrainSettings, out_dir: Path) 
 
     model = YOLO(str(best))
     params, gflops = get_num_params(model.model), get_flops(model.model, imgsz=settings.imgsz)
+    head = _head_args(model)
     metrics = YOLO(str(best)).val(
-        **ULTRALYTICS_FIXED,
+        **head,
         data=settings.data,
         imgsz=settings.imgsz,
         batch=settings.batch,
@@ -173,7 +179,7 @@ def evaluate_one(name: str, best: Path, settings: TrainSettings, out_dir: Path) 
         exist_ok=True,
         verbose=False,
     )
-    onnx = YOLO(str(best)).export(**ULTRALYTICS_FIXED, format='onnx', imgsz=settings.imgsz, device='cpu')
+    onnx = YOLO(str(best)).export(**head, format='onnx', imgsz=settings.imgsz, device='cpu')
     return {
         'model': name,
         'params': params,
@@ -207,9 +213,9 @@ def format_markdown(rows: List[dict], settings: TrainSettings, context: Dict[str
     lines = [
         f'Trained with Ultralytics {context["ultralytics"]} on `{settings.data}`: epochs {settings.epochs}, imgsz '
         f'{settings.imgsz}, batch {settings.batch}, seed {settings.seed}, {settings.optimizer} lr0 {settings.lr0}. '
-        f'mAP of `best.pt` on the val split, square letterbox (`rect=False`) at {settings.imgsz}, `nms=False` '
-        '(YOLO26: its NMS-free head; the others: NMS after the model). Latency: the exported ONNX model '
-        "(Ultralytics' export with `nms=False`: no NMS in the graph), batch 1, ONNX Runtime "
+        f'mAP of `best.pt` on the val split, square letterbox (`rect=False`) at {settings.imgsz}; YOLO26 models with '
+        'their NMS-free head (`nms=False`), the others with NMS after the model. Latency: the exported ONNX model '
+        "(Ultralytics' export; no NMS in the graph), batch 1, ONNX Runtime "
         f'{context["onnxruntime"]} on '
         f'{context["cpu"]} (SIMD: {context["cpu_flags"] or "-"}), {context["threads"]} threads, median of '
         f"{context['runs']} interleaved runs. GFLOPs: Ultralytics' thop count at {settings.imgsz}.",
