@@ -706,25 +706,28 @@ def test_compare_trains_validates_exports_and_tabulates(tmp_path, shapes, capsys
     import csv
     from dataclasses import asdict
 
+    from emo.cli import main
     from emo.ultralytics.compare import TrainSettings, compare, resolve_model
 
     models = ['yolo11n', 'yolo11n-sppf-irmb']
     settings = TrainSettings(data=str(shapes), epochs=1, imgsz=64, batch=8)
     out = tmp_path / 'compare'
-    rows = compare(models, settings, out, runs=3, warmup=1)
-    assert [r['model'] for r in rows] == models
-    for row, name in zip(rows, models):
-        # the trained model: the YAML built for the data set's two classes
-        assert row['params'] == count_params(DetectionModel(resolve_model(name), nc=2, verbose=False))
-        assert row['gflops'] > 0 and row['latency_ms'] > 0
-        assert row['latency_ratio'] == pytest.approx(row['latency_ms'] / rows[0]['latency_ms'], rel=1e-2)
-        assert 0 <= row['map50_95'] <= row['map50'] <= 1
-        assert Path(row['onnx']).is_file()
+    # the command as a user types it (in this process: Ultralytics is imported already)
+    argv = ['yolo', 'compare', '--data', str(shapes), '--models', ','.join(models), '--epochs', '1', '--imgsz', '64']
+    assert main([*argv, '--batch', '8', '--runs', '3', '--warmup', '1', '--out-dir', str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.strip().endswith(str(out / 'compare.png')) and '| yolo11n-sppf-irmb | ' in printed
     with open(out / 'compare.csv') as f:
         table = list(csv.DictReader(f))
-    assert [(t['model'], int(t['params']), float(t['map50'])) for t in table] == [
-        (r['model'], r['params'], r['map50']) for r in rows
-    ]
+    assert [t['model'] for t in table] == models
+    for row, name in zip(table, models):
+        # the trained model: the YAML built for the data set's two classes
+        assert int(row['params']) == count_params(DetectionModel(resolve_model(name), nc=2, verbose=False))
+        assert float(row['gflops']) > 0 and float(row['latency_ms']) > 0
+        ratio = float(row['latency_ms']) / float(table[0]['latency_ms'])
+        assert float(row['latency_ratio']) == pytest.approx(ratio, rel=1e-2)
+        assert 0 <= float(row['map50_95']) <= float(row['map50']) <= 1
+        assert (out / 'runs' / row['model'] / 'weights' / 'best.onnx').is_file()
     markdown = (out / 'compare.md').read_text()
     assert 'rect=False' in markdown and all(f'| {m} | ' in markdown for m in models)
     assert (out / 'compare.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
