@@ -25,9 +25,8 @@ def _run_yolo(argv: List[str]) -> int:
     args = []
     for arg in argv:
         key, sep, value = arg.partition('=')
-        if key == 'model' and sep and not Path(value).exists() and shipped_cfg(value):
-            arg = f'model={shipped_cfg(value)}'
-        args.append(arg)
+        shipped = shipped_cfg(value) if key == 'model' and sep and not Path(value).exists() else None
+        args.append(f'model={shipped}' if shipped else arg)
     # Ultralytics' entry point reads sys.argv (the list object its modules share as ARGV); "yolo" first, as its
     # console script has it, for the checks that look at the program name
     sys.argv[:] = ['yolo', *args]

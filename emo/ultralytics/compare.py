@@ -298,8 +298,9 @@ def compare(
         'threads': str(threads) if threads else "ONNX Runtime's default number of",
         'runs': str(runs),
     }
-    atomic_write_text(out_dir / 'compare.md', format_markdown(rows, settings, context))
-    atomic_write_text(out_dir / 'compare.csv', _format_csv(rows))
+    markdown, table, plot = RESULT_FILES
+    atomic_write_text(out_dir / markdown, format_markdown(rows, settings, context))
+    atomic_write_text(out_dir / table, _format_csv(rows))
     title = f'{"/".join(Path(settings.data).parts[-2:])}: {settings.epochs} epochs at {settings.imgsz}'
-    _plot(rows, out_dir / 'compare.png', f'{title}, seed {settings.seed}')
+    _plot(rows, out_dir / plot, f'{title}, seed {settings.seed}')
     return rows
