@@ -26,7 +26,16 @@ from .models import EMO
 from .models.variants import get_variant
 from .weights import create_with_weights
 
-__all__ = ['emo_body', 'freeze_batch_norm', 'fpn_backbone', 'retinanet', 'fasterrcnn', 'ssdlite', 'SSDLiteBackbone']
+__all__ = [
+    'emo_body',
+    'prepare_body',
+    'freeze_batch_norm',
+    'fpn_backbone',
+    'retinanet',
+    'fasterrcnn',
+    'ssdlite',
+    'SSDLiteBackbone',
+]
 
 LAYER_NAMES = ('stem', 'layer1', 'layer2', 'layer3', 'layer4')
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
@@ -37,17 +46,20 @@ def _widths(model_name: str) -> Sequence[int]:
     return get_variant(model_name).widths
 
 
-def _pretrained_model(model_name: str, pretrained_backbone: Union[bool, str]) -> EMO:
+def _pretrained_model(model_name: str, pretrained_backbone: Union[bool, str], **model_kwargs) -> EMO:
     _widths(model_name)
-    return create_with_weights(model_name, pretrained_backbone)
+    return create_with_weights(model_name, pretrained_backbone, **model_kwargs)
 
 
-def emo_body(model_name: str = 'emo_2m', pretrained_backbone: Union[bool, str] = False) -> nn.Sequential:
+def emo_body(
+    model_name: str = 'emo_2m', pretrained_backbone: Union[bool, str] = False, **model_kwargs
+) -> nn.Sequential:
     """The EMO trunk as ``stem, layer1..layer4`` (strides 2, 4, 8, 16, 32), without final norm and classifier.
 
     ``pretrained_backbone``: False, True (the released ImageNet weights, see docs/weights.md) or a checkpoint path.
+    ``model_kwargs`` go to ``timm.create_model`` (``window_size=10``: the window of the segmentation configs).
     """
-    model = _pretrained_model(model_name, pretrained_backbone)
+    model = _pretrained_model(model_name, pretrained_backbone, **model_kwargs)
     layers = [model.stem, *model.stages]
     return nn.Sequential(OrderedDict(zip(LAYER_NAMES, layers)))
 
@@ -67,13 +79,16 @@ def _freeze_layers(body: nn.Module, trainable_layers: int) -> None:
             parameter.requires_grad_(False)
 
 
-def _prepare_body(
+def prepare_body(
     model_name: str,
     pretrained_backbone: Union[bool, str],
     trainable_layers: Optional[int],
     frozen_bn: Optional[bool],
+    **model_kwargs,
 ) -> nn.Sequential:
-    body = emo_body(model_name, pretrained_backbone)
+    """:func:`emo_body` with torchvision's backbone conventions: ``frozen_bn`` (default: when pretrained) and the
+    top ``trainable_layers`` trainable (default 3 when pretrained, else all 5), as in ``resnet_fpn_backbone``."""
+    body = emo_body(model_name, pretrained_backbone, **model_kwargs)
     is_trained = pretrained_backbone is not False and pretrained_backbone is not None
     if frozen_bn if frozen_bn is not None else is_trained:  # torchvision freezes BN under pretrained weights
         freeze_batch_norm(body)
@@ -110,7 +125,7 @@ def fpn_backbone(
     if not returned_layers or min(returned_layers) < 1 or max(returned_layers) > 4:
         raise ValueError(f'returned_layers must be stages in 1..4 (strides 4/8/16/32), got {returned_layers}')
     widths = _widths(model_name)
-    body = _prepare_body(model_name, pretrained_backbone, trainable_layers, frozen_bn)
+    body = prepare_body(model_name, pretrained_backbone, trainable_layers, frozen_bn)
     return BackboneWithFPN(
         body,
         return_layers={f'layer{k}': str(i) for i, k in enumerate(returned_layers)},
@@ -209,7 +224,7 @@ def ssdlite(
     depthwise extra levels, 320x320, anchors of min size 48..304 px with aspect ratios 2 and 3 at every level.
     ``kwargs`` go to SSD (score_thresh, nms_thresh, detections_per_img, ...)."""
     norm_layer = partial(nn.BatchNorm2d, eps=0.001, momentum=0.03)
-    body = _prepare_body(model_name, pretrained_backbone, trainable_backbone_layers, frozen_bn=False)
+    body = prepare_body(model_name, pretrained_backbone, trainable_backbone_layers, frozen_bn=False)
     backbone = SSDLiteBackbone(body, _widths(model_name)[2:], extra_channels, norm_layer)
     # box scales (fractions of the image) of the paper's config: min sizes 48..304 px at 320, and 320 on top
     scales = [s / 320 for s in (48, 100, 150, 202, 253, 304, 320)]

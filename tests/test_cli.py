@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import timm
 import torch
+from emo_cli import emo_in_process
 from origin_server import closed_port_url
 from PIL import Image
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, ImageNetInfo
@@ -96,31 +97,25 @@ def test_predict_with_weights_file(tmp_path, official_files):
             assert float(pct) == pytest.approx(100 * p, abs=0.02)
 
 
-def test_predict_errors_are_clear(tmp_path, official_files):
+def test_predict_errors_are_clear(tmp_path, official_files, monkeypatch):
+    # in this process (emo_in_process): refusals, where a new interpreter would only add its start
     image = tmp_path / 'x.png'
     Image.new('RGB', (64, 64)).save(image)
     # no weights and the origin unreachable (a closed local port): says how to use a local file
-    offline = run_emo(
-        'predict',
-        str(image),
-        '--model',
-        'emo_1m',
-        env={'EMO_ORIGIN_URL': closed_port_url(), 'TORCH_HOME': str(tmp_path / 'torch')},
-    )
+    monkeypatch.setenv('EMO_ORIGIN_URL', closed_port_url())
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch'))
+    offline = emo_in_process('predict', image, '--model', 'emo_1m')
     assert offline.returncode == 1
     assert 'could not download the emo_1m.in1k weights' in offline.stderr and '--weights' in offline.stderr
     assert 'Traceback' not in offline.stderr
-    wrong = run_emo('predict', str(image), '--model', 'emo_1m', '--weights', str(official_files['emo_2m']))
+    wrong = emo_in_process('predict', str(image), '--model', 'emo_1m', '--weights', str(official_files['emo_2m']))
     assert wrong.returncode == 1 and 'this checkpoint is EMO-2M' in wrong.stderr
     not_image = tmp_path / 'notes.png'
     not_image.write_text('not an image')
-    bad = run_emo('predict', str(not_image), '--model', 'emo_1m', '--weights', str(official_files['emo_1m']))
+    bad = emo_in_process('predict', str(not_image), '--model', 'emo_1m', '--weights', str(official_files['emo_1m']))
     assert bad.returncode == 1 and 'not a readable image' in bad.stderr
     # a missing image is named first, not a download failure of the weights (the origin is unreachable here too)
-    missing = run_emo(
-        'predict', str(tmp_path / 'nope.jpg'), '--model', 'emo_1m',
-        env={'EMO_ORIGIN_URL': closed_port_url(), 'TORCH_HOME': str(tmp_path / 'torch')},
-    )  # fmt: skip
+    missing = emo_in_process('predict', tmp_path / 'nope.jpg', '--model', 'emo_1m')
     assert missing.returncode == 1 and missing.stderr.strip().splitlines() == [
         f"emo predict: error: no image file '{tmp_path / 'nope.jpg'}'; give the paths of image files"
     ]

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 from classification_data import make_image_folders
+from emo_cli import emo_in_process
 
 from emo.training import train
 
@@ -72,16 +73,16 @@ def tiny(tmp_path_factory):
 
 
 def test_bad_folders_fail_before_training(tmp_path, tiny):
-    wrong = _emo('train', '--data', tmp_path / 'nowhere', '--output', tmp_path / 'run', *FAST)
+    wrong = emo_in_process('train', '--data', tmp_path / 'nowhere', '--output', tmp_path / 'run', *FAST)
     assert wrong.returncode == 1 and 'training folder' in wrong.stderr and 'does not exist' in wrong.stderr
     data = make_image_folders(tmp_path / 'd', train_per_class=2, val_per_class=2, size=40)['train'].parent
     (data / 'train' / 'empty_class').mkdir()
-    empty = _emo('train', '--data', data, '--output', tmp_path / 'run', *FAST)
+    empty = emo_in_process('train', '--data', data, '--output', tmp_path / 'run', *FAST)
     assert empty.returncode == 1 and "['empty_class']" in empty.stderr and 'hold no images' in empty.stderr
     (data / 'train' / 'empty_class').rmdir()
     (data / 'val' / 'extra_class').mkdir()
     (data / 'val' / 'red_blob' / '000.png').rename(data / 'val' / 'extra_class' / '000.png')
-    extra = _emo('train', '--data', data, '--output', tmp_path / 'run', *FAST)
+    extra = emo_in_process('train', '--data', data, '--output', tmp_path / 'run', *FAST)
     assert extra.returncode == 1 and "['extra_class'] have no training folder" in extra.stderr
     assert not (tmp_path / 'run').exists() and 'Traceback' not in extra.stderr
 
@@ -245,12 +246,14 @@ def test_a_run_folder_is_never_overwritten_unasked(tmp_path, tiny, finished_run)
     run = tmp_path / 'run'
     shutil.copytree(finished_run, run)
     before = {name: (run / name).read_bytes() for name in ('best.pth', 'last.pth', 'metrics.csv')}
-    again = _emo('train', '--data', tiny, '--output', run, '--epochs', '1', *FAST)
+    again = emo_in_process('train', '--data', tiny, '--output', run, '--epochs', '1', *FAST)
     line = _one_error_line(again)
     assert 'already holds a run' in line and f'--resume {run / "last.pth"}' in line and '--exist-ok' in line
     other = tmp_path / 'other'
     shutil.copytree(finished_run, other)  # resuming another folder's run into this one would overwrite it too
-    into = _emo('train', '--data', tiny, '--output', run, '--resume', other / 'last.pth', '--epochs', '2', *FAST)
+    into = emo_in_process(
+        'train', '--data', tiny, '--output', run, '--resume', other / 'last.pth', '--epochs', '2', *FAST
+    )
     assert 'already holds a run' in _one_error_line(into)
     assert {name: (run / name).read_bytes() for name in before} == before
 
@@ -258,7 +261,9 @@ def test_a_run_folder_is_never_overwritten_unasked(tmp_path, tiny, finished_run)
     state = torch.load(run / 'last.pth', weights_only=True)
     state['epoch'], state['history'] = -1, []
     torch.save(state, run / 'epoch0.pth')
-    back = _emo('train', '--data', tiny, '--output', run, '--resume', run / 'epoch0.pth', '--epochs', '2', *FAST)
+    back = emo_in_process(
+        'train', '--data', tiny, '--output', run, '--resume', run / 'epoch0.pth', '--epochs', '2', *FAST
+    )
     assert 'whose last.pth is at epoch 1' in _one_error_line(back)
     assert {name: (run / name).read_bytes() for name in before} == before
 
@@ -272,7 +277,7 @@ def test_resume_refuses_what_does_not_continue_the_run(tmp_path, tiny, finished_
 
     def resume(*overrides, data=tiny):
         args = ['--data', data, '--output', finished_run, '--resume', resume_from[0], '--epochs', '2']
-        return _emo('train', *args, *_fast(*overrides))
+        return emo_in_process('train', *args, *_fast(*overrides))
 
     resume_from = [last]
     assert 'trained emo_1m, this run --model emo_2m' in _one_error_line(resume('--model', 'emo_2m'))
@@ -304,7 +309,7 @@ def test_resume_refuses_what_does_not_continue_the_run(tmp_path, tiny, finished_
 def test_bad_arguments_are_one_line(tmp_path, tiny):
     for flag, value, message in (('--epochs', '0', '--epochs must be at least 1'), ('--img-size', '16', 'too small')):
         assert message in _one_error_line(
-            _emo('train', '--data', tiny, '--output', tmp_path / 'a', *_fast(), flag, value)
+            emo_in_process('train', '--data', tiny, '--output', tmp_path / 'a', *_fast(), flag, value)
         )
     assert not (tmp_path / 'a').exists()
 
@@ -314,7 +319,7 @@ def test_a_single_class_is_refused(tmp_path):
     for split in ('train', 'val'):
         for name in ('green_blob', 'h_stripes', 'v_stripes'):
             shutil.rmtree(one / split / name)
-    line = _one_error_line(_emo('train', '--data', one, '--output', tmp_path / 'b', *FAST))
+    line = _one_error_line(emo_in_process('train', '--data', one, '--output', tmp_path / 'b', *FAST))
     assert "one class folder ('red_blob')" in line and 'at least two' in line and '100%' in line
     assert not (tmp_path / 'b').exists()
 

@@ -1,4 +1,4 @@
-"""The ``emo`` command: zoo, predict, convert, push, export, bench, train, validate and yolo."""
+"""The ``emo`` command: zoo, predict, convert, push, export, bench, train, validate, segment and yolo."""
 
 import argparse
 import os
@@ -36,12 +36,41 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     missing = [path for path in args.images if not os.path.isfile(path)]
     if missing:  # before the weights: a download must not come first and fail in its own words
         raise FileNotFoundError(f'no image file {", ".join(map(repr, missing))}; give the paths of image files')
+    if args.task == 'segment':
+        return _predict_segment(args)
     model = load_classifier(args.model, args.weights)
     results = predict_images(model, args.images, top_k=args.top_k)
     for path, preds in zip(args.images, results):
         print(path)
         for label, prob in preds:
             print(f'  {prob:7.2%}  {label}')
+    return 0
+
+
+def _predict_segment(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..segmentation.checkpoint import load_segmenter
+    from ..segmentation.predict import overlay_path, predict_masks, write_overlay
+    from .predict import open_rgb
+
+    if not args.weights:
+        raise ValueError('--task segment needs --weights: the best.pth or last.pth of an emo segment train run')
+    outputs = [overlay_path(Path(p)) for p in args.images]
+    twice = sorted({str(p) for p in outputs if outputs.count(p) > 1})
+    if twice:  # a.jpg and a.png: the second overlay would replace the first
+        raise ValueError(f'images with the same name would write the same overlay {", ".join(twice)}: rename one')
+    existing = [str(p) for p in outputs if p.exists()]
+    if existing and not args.overwrite:  # before any work: a user's file is never replaced unasked
+        raise FileExistsError(f'{", ".join(existing)} exist(s); pass --overwrite to replace, or move them')
+    model, info = load_segmenter(args.weights)
+    num_classes = int(info['num_classes'])
+    for path, out in zip(args.images, outputs):
+        image = open_rgb(path)
+        (mask,) = predict_masks(model, [image], int(info.get('crop_size', 512)))
+        write_overlay(image, mask, num_classes, out)
+        present = ', '.join(f'{c}: {(mask == c).mean():.1%}' for c in range(num_classes) if (mask == c).any())
+        print(f'{path} -> {out}  (class: share of pixels  {present})')
     return 0
 
 
@@ -78,6 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
         'bench', help='EMO and EMOv2 vs the official arithmetic and timm peers (emo bench --help)', add_help=False
     )
     sub.add_parser(
+        'segment',
+        help='DeepLabv3 / FCN / Semantic FPN on EMO: emo segment train | validate | export (emo segment train --help)',
+        add_help=False,
+    )
+    sub.add_parser(
         'yolo',
         help="Ultralytics' yolo command with emo's layers (emo yolo train model=yolo11n-sppf-irmb ...), and "
         'emo yolo compare --help; needs the yolo extra',
@@ -107,6 +141,14 @@ def build_parser() -> argparse.ArgumentParser:
         help='checkpoint file (official net.pth / EMOv2_*.pth, or converted); default: the released weights',
     )
     predict.add_argument('--top-k', type=int, default=5)
+    predict.add_argument(
+        '--task',
+        choices=('classify', 'segment'),
+        default='classify',
+        help='classify: ImageNet top-k; segment: a colour overlay NAME_segment.png next to each image, from the '
+        'emo segment train checkpoint given as --weights (which names its model: --model and --top-k do not apply)',
+    )
+    predict.add_argument('--overwrite', action='store_true', help='segment: replace existing overlay files')
     predict.set_defaults(func=_cmd_predict)
 
     convert = sub.add_parser('convert', help='turn an official checkpoint into a Hugging Face Hub folder')
@@ -141,6 +183,7 @@ _DELEGATED = {
     'validate': 'emo.training.validate',
     'export': 'emo.deploy.export',
     'bench': 'emo.benchmark.cli',
+    'segment': 'emo.segmentation.cli',
     'yolo': 'emo.ultralytics.cli',
 }
 

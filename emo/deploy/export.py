@@ -25,6 +25,7 @@ from ..timing import time_interleaved
 
 __all__ = [
     'FORMATS',
+    'check_output_file',
     'export_onnx',
     'export_torchscript',
     'export_program',
@@ -39,7 +40,7 @@ ONNX_OPSET = 17  # LayerNormalization is an ONNX op from 17 on
 TOLERANCE = 1e-4
 
 
-def _check_output_file(path: Path, overwrite: bool, example_name: str = 'model.onnx') -> None:
+def check_output_file(path: Path, overwrite: bool, example_name: str = 'model.onnx') -> None:
     """Refuse an output that is a folder (no flag makes a file of it) or an existing file without ``overwrite``."""
     if path.is_dir():
         raise IsADirectoryError(f'{path} is a folder; the output is a file: name one, e.g. -o {path / example_name}')
@@ -53,7 +54,7 @@ def _check_output_file(path: Path, overwrite: bool, example_name: str = 'model.o
 def _atomic_path(path: Path, overwrite: bool) -> Iterator[Path]:
     """The checked ``path``'s :func:`~emo.files.atomic_path`: it becomes ``path`` when the block succeeds."""
     path = Path(path)
-    _check_output_file(path, overwrite, path.name)
+    check_output_file(path, overwrite, path.name)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         yield tmp
@@ -95,13 +96,19 @@ def export_onnx(
 ) -> Dict[str, float]:
     """Write ``model`` (eval mode) as ONNX; input ``images`` (N, 3, H, W), output ``logits``.
 
-    ``dynamic`` makes batch, height and width dynamic axes. With ``check`` the file is run in ONNX Runtime and
-    compared with PyTorch; returns the largest absolute difference per checked input shape.
+    ``dynamic`` makes batch, height and width dynamic axes (of the input, and of 4-D logits: segmentation). With
+    ``check`` the file is run in ONNX Runtime and compared with PyTorch; returns the largest absolute difference
+    per checked input shape.
     """
     img_size = _pair(img_size)
     model = model.eval()
-    axes = {'images': {0: 'batch', 2: 'height', 3: 'width'}, 'logits': {0: 'batch'}} if dynamic else None
     with _atomic_path(Path(path), overwrite) as tmp:
+        axes = None
+        if dynamic:
+            with torch.no_grad():
+                spatial = model(_example(1, img_size)).ndim == 4  # dense logits (segmentation) follow the input
+            logits_axes = {0: 'batch', **({2: 'height', 3: 'width'} if spatial else {})}
+            axes = {'images': {0: 'batch', 2: 'height', 3: 'width'}, 'logits': logits_axes}
         with torch.no_grad(), warnings.catch_warnings():
             # the TorchScript-based exporter, on purpose: it keeps the window padding arithmetic symbolic in H and W
             warnings.filterwarnings('ignore', category=DeprecationWarning)
@@ -196,7 +203,7 @@ def export_model(
     if fmt not in FORMATS:
         raise ValueError(f'unknown export format {fmt!r}; choose one of {sorted(FORMATS)}')
     path = Path(output) if output else Path(f'{model_name}{FORMATS[fmt]}')
-    _check_output_file(path, overwrite, f'{model_name}{FORMATS[fmt]}')  # before minutes of export, not after
+    check_output_file(path, overwrite, f'{model_name}{FORMATS[fmt]}')  # before minutes of export, not after
     model = create_with_weights(model_name, weights).eval()
     if fuse:
         model = reparameterize_model(model)

@@ -12,7 +12,7 @@ import torch
 import torch.distributed as dist
 from timm.utils import init_distributed_device
 
-__all__ = ['Distributed', 'RunAborted', 'FLAG_TIMEOUT']
+__all__ = ['Distributed', 'RunAborted', 'FLAG_TIMEOUT', 'resolve_device']
 
 T = TypeVar('T')
 
@@ -26,13 +26,23 @@ class RunAborted(ChildProcessError):
 FLAG_TIMEOUT = datetime.timedelta(hours=6)
 
 
+def resolve_device(device: Optional[str]) -> str:
+    """``--device``, checked: default cuda if there is one, else cpu; one ValueError for what cannot run here."""
+    device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
+    try:
+        kind = torch.device(device).type
+    except RuntimeError:
+        raise ValueError(f'--device {device} is no device: use cpu, cuda or cuda:N') from None
+    if kind == 'cuda' and not torch.cuda.is_available():
+        raise ValueError(f'--device {device}: this torch has no CUDA device; use --device cpu')
+    return device
+
+
 class Distributed:
     """This process's place in a ``torchrun`` job (or a single process)."""
 
     def __init__(self, device: Optional[str]):
-        device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
-        if device.startswith('cuda') and not torch.cuda.is_available():
-            raise ValueError(f'--device {device}: this torch has no CUDA device; use --device cpu')
+        device = resolve_device(device)
         # timm's set-up: torchrun's (or SLURM's) environment, nccl for CUDA and gloo for the CPU, and with CUDA
         # the device of this process's local rank
         env = types.SimpleNamespace(device=device)
@@ -91,6 +101,16 @@ class Distributed:
         first = self.run_where(self.main, build)
         rest = self.run_where(not self.main, build)
         return first if self.main else rest
+
+    def replicas_identical(self, model: torch.nn.Module) -> bool:
+        """Whether every process holds the same parameters (DDP keeps them in step; this checks it, bit for bit,
+        from one checksum a process). Every process must call it."""
+        if self.world_size == 1:
+            return True
+        checksum = torch.stack([p.detach().double().sum() for p in model.parameters()]).sum().reshape(1)
+        sums = [torch.zeros_like(checksum) for _ in range(self.world_size)]
+        dist.all_gather(sums, checksum)
+        return all(torch.equal(s, sums[0]) for s in sums)
 
     def close(self) -> None:
         if self.world_size > 1:

@@ -23,22 +23,16 @@ RandAugment, no mixup/cutmix, gradient clipping 5), with AMP on CUDA.
 """
 
 import argparse
-import csv
 import functools
-import io
 import logging
 import math
-import os
-import random
 import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Dict, List, Optional
 
-import numpy as np
 import torch
-import torch.distributed as dist
 import torch.nn as nn
 from timm.data import Mixup, create_transform, resolve_data_config
 from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
@@ -46,15 +40,27 @@ from timm.models import get_pretrained_cfg
 from timm.optim import create_optimizer_v2
 from timm.scheduler import create_scheduler_v2
 from timm.utils import ModelEmaV3, NativeScaler
-from torch.utils.data import DistributedSampler
 from tqdm import tqdm
 
-from ..files import atomic_write, atomic_write_text, pyplot, remove_stale_temporaries, save_png
+from ..files import pyplot, save_png
 from ..models.variants import get_variant, model_names
 from ..weights import CheckpointError, create_with_weights, read_checkpoint
-from .data import SKIPPED_FILE, SkippedImages, SkippingImageFolder, check_image_folders, readable_loader
+from .data import SKIPPED_FILE, SkippedImages, SkippingImageFolder, check_image_folders
 from .distributed import Distributed
 from .evaluate import evaluate
+from .runs import (
+    add_run_arguments,
+    check_output,
+    epoch_progress,
+    finish_run,
+    gather_epoch,
+    prepare_run_folder,
+    restore_training,
+    run_loaders,
+    save_checkpoints,
+    seed_epoch,
+    write_csv,
+)
 
 __all__ = ['main', 'build_parser', 'RUN_FILES']
 
@@ -80,13 +86,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument('--pretrained', action='store_true', help='start from the released ImageNet weights')
     p.add_argument('--weights', default=None, help='start from this checkpoint file instead (implies --pretrained)')
-    p.add_argument('--output', required=True, type=Path, help='run folder: checkpoints, metrics.csv, metrics.png')
-    p.add_argument('--resume', default=None, type=Path, help='a last.pth to continue from')
-    p.add_argument(
-        '--exist-ok',
-        action='store_true',
-        help='write into an --output that holds another run, replacing its checkpoints and metrics',
-    )
     p.add_argument('--epochs', type=int, default=30)
     p.add_argument('--batch-size', type=int, default=128, help='per process')
     p.add_argument('--img-size', type=int, default=None, help='train/eval size (default: the model cfg, 224)')
@@ -104,30 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--clip-grad', type=float, default=5.0)
     p.add_argument('--ema-decay', type=float, default=0.9998, help='0 disables the EMA')
     p.add_argument('--freeze-bn', action='store_true', help='keep BatchNorm statistics fixed (small batches)')
-    p.add_argument('--sync-bn', action='store_true', help='SyncBatchNorm across processes (CUDA only)')
-    p.add_argument('--no-amp', action='store_true', help='no mixed precision on CUDA')
-    p.add_argument('--workers', type=int, default=min(4, os.cpu_count() or 1))
-    p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--device', default=None, help='default: cuda if available, else cpu')
-    p.add_argument('--no-progress', action='store_true')
+    add_run_arguments(p)
     return p
 
 
-def _seed_epoch(seed: int, epoch: int, rank: int) -> None:
-    # every epoch starts from its own seed (all RNGs, before any draw): a resumed run repeats the uninterrupted
-    # one's data order and augmentations without storing RNG states
-    s = seed + 1009 * epoch + 100003 * rank
-    random.seed(s)
-    np.random.seed(s % 2**32)
-    torch.manual_seed(s)
-
-
 def _write_metrics(history: List[dict], output: Path) -> None:
-    text = io.StringIO(newline='')
-    writer = csv.DictWriter(text, fieldnames=METRIC_FIELDS)
-    writer.writeheader()
-    writer.writerows(history)
-    atomic_write_text(output / 'metrics.csv', text.getvalue())
+    write_csv(output / 'metrics.csv', METRIC_FIELDS, history)
     _plot_metrics(history, output / 'metrics.png')
 
 
@@ -166,44 +147,14 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
     class_names = check_image_folders(train_dir, val_dir)  # before anything is built: fail fast and clearly
     img_size = args.img_size or get_pretrained_cfg(args.model).input_size[-1]
     resume_state = _read_resume(args.resume, args.model, class_names, img_size) if args.resume else None
-    _check_output(args.output, args.resume, args.exist_ok, resume_state['epoch'] if resume_state else None)
+    check_output(
+        args.output, args.resume, args.exist_ok, resume_state['epoch'] if resume_state else None, RUN_FILES[:3]
+    )
     env = Distributed(args.device)
     try:
         return _train(args, env, train_dir, val_dir, class_names, resume_state)
     finally:
         env.close()
-
-
-def _check_output(output: Path, resume: Optional[Path], exist_ok: bool, resume_epoch: Optional[int]) -> None:
-    """Refuse to write over another run: only a resume of the run in ``output`` itself, or ``--exist-ok``, may.
-
-    Resuming an earlier checkpoint of the run (``best.pth``) would replace a later ``last.pth`` and cut
-    ``metrics.csv`` back, so that too needs ``--exist-ok``.
-    """
-    if output.exists() and not output.is_dir():
-        raise FileExistsError(f'--output {output} is a file, not a folder: choose a folder for the run')
-    earlier = [name for name in RUN_FILES[:3] if (output / name).exists()]
-    if not earlier or exist_ok:
-        return
-    if resume is not None and resume.resolve().parent == output.resolve():
-        last = output / 'last.pth'
-        if resume.resolve() == last.resolve() or not last.is_file():
-            return
-        try:
-            last_epoch = int(read_checkpoint(last)['epoch'])
-        except (CheckpointError, KeyError, TypeError, ValueError):
-            return  # an unreadable last.pth holds nothing that resuming could lose
-        if last_epoch <= resume_epoch:
-            return
-        raise FileExistsError(
-            f'--resume {resume} is epoch {resume_epoch + 1} of the run in {output}, whose last.pth is at epoch '
-            f'{last_epoch + 1}: resuming it would replace last.pth and cut metrics.csv back. Resume from {last}, '
-            'or pass --exist-ok to go back to that epoch'
-        )
-    raise FileExistsError(
-        f'--output {output} already holds a run ({", ".join(earlier)}): continue it with '
-        f'--resume {output / "last.pth"}, choose a new --output, or pass --exist-ok to replace its files'
-    )
 
 
 def _read_resume(path: Path, model: str, class_names: List[str], img_size: int) -> dict:
@@ -245,14 +196,8 @@ def _train(
 ) -> Dict[str, float]:
     output: Path = args.output
 
-    def prepare_output() -> None:
-        output.mkdir(parents=True, exist_ok=True)
-        for tmp in remove_stale_temporaries(output, RUN_FILES):  # a SIGKILL runs no cleanup: the next run does
-            _logger.info('removed %s, left by a run that was killed while writing', tmp)
-        if resume_state is None:  # an earlier run's list is not this run's (a resume's is rewritten each epoch)
-            (output / SKIPPED_FILE).unlink(missing_ok=True)
-
-    env.run_where(env.main, prepare_output)
+    # an earlier run's skipped list is not this run's (a resume's is rewritten each epoch)
+    env.run_where(env.main, lambda: prepare_run_folder(output, RUN_FILES, resume_state is None, _logger))
     torch.manual_seed(args.seed)
 
     drop_path = get_variant(args.model).drop_path_rate if args.drop_path is None else args.drop_path
@@ -271,22 +216,10 @@ def _train(
     train_set = SkippingImageFolder(train_dir, train_tf, class_map=class_map)
     val_set = SkippingImageFolder(val_dir, eval_tf, class_map=class_map)
     skipped = SkippedImages()
-    if not env.same_everywhere(len(train_set)):
-        raise ValueError(
-            f'the processes found different numbers of training images in {train_dir} (this one {len(train_set)}): '
-            'every node must see the same data'
-        )
-    global_batch = args.batch_size * env.world_size
-    if len(train_set) < global_batch:
-        raise ValueError(
-            f'{len(train_set)} training images are fewer than one global batch ({global_batch}): lower --batch-size'
-        )
-    sampler = DistributedSampler(
-        train_set, num_replicas=env.world_size, rank=env.rank, shuffle=True, seed=args.seed, drop_last=True
+    sampler, train_loader, val_loader = run_loaders(
+        env, train_set, val_set, args.batch_size, args.batch_size, args.seed, args.workers
     )
-    loader_kw = dict(num_workers=args.workers, pin_memory=env.device.type == 'cuda', persistent_workers=False)
-    train_loader = readable_loader(train_set, batch_size=args.batch_size, sampler=sampler, drop_last=True, **loader_kw)
-    val_loader = readable_loader(val_set, batch_size=args.batch_size, shuffle=False, **loader_kw)
+    global_batch = args.batch_size * env.world_size
 
     model.to(env.device)
     if args.sync_bn and env.world_size > 1:
@@ -326,13 +259,9 @@ def _train(
     start_epoch, history, best = 0, [], {'val_top1': -1.0, 'epoch': -1}
     if resume_state is not None:
         state = resume_state
-        model.load_state_dict(state['state_dict'])
-        optimizer.load_state_dict(state['optimizer'])
-        scheduler.load_state_dict(state['scheduler'])
+        restore_training(state, model, optimizer, scheduler, scaler)
         if ema is not None and 'state_dict_ema' in state:
             ema.module.load_state_dict(state['state_dict_ema'])
-        if scaler is not None and state.get('scaler'):
-            scaler.load_state_dict(state['scaler'])
         start_epoch, history, best = state['epoch'] + 1, list(state['history']), dict(state['best'])
         del state, resume_state
         if env.main:
@@ -375,9 +304,7 @@ def _train(
         }
         if ema is not None:
             state['state_dict_ema'] = ema.module.state_dict()
-        atomic_write(output / 'last.pth', functools.partial(torch.save, state))
-        if is_best:
-            atomic_write(output / 'best.pth', functools.partial(torch.save, state))
+        save_checkpoints(output, state, is_best)
         _write_metrics(history, output)
         skipped.write(output / SKIPPED_FILE)
         tqdm.write(
@@ -391,19 +318,13 @@ def _train(
     num_updates = start_epoch * len(train_loader)
     result = {}
     for epoch in range(start_epoch, args.epochs):
-        _seed_epoch(args.seed, epoch, env.rank)
+        seed_epoch(args.seed, epoch, env.rank)
         sampler.set_epoch(epoch)
         ddp_model.train()
         if args.freeze_bn:
             _freeze_bn(ddp_model)
         start, seen, loss_sum = time.perf_counter(), 0, torch.zeros((), device=env.device)
-        progress = tqdm(
-            train_loader,
-            desc=f'epoch {epoch + 1}/{args.epochs}',
-            disable=args.no_progress or not env.main,
-            leave=True,
-            dynamic_ncols=True,
-        )
+        progress = epoch_progress(train_loader, epoch, args.epochs, enabled=env.main and not args.no_progress)
         for step, batch in enumerate(progress):
             skipped.add(batch.skipped)
             images, targets = batch.images, batch.targets
@@ -441,37 +362,16 @@ def _train(
                 progress.set_postfix(
                     loss=f'{loss.item():.3f}', lr=f'{optimizer.param_groups[0]["lr"]:.2e}', img_s=f'{rate:.0f}'
                 )
-        seen_all = torch.tensor([seen], device=env.device)
-        if env.world_size > 1:
-            dist.all_reduce(loss_sum)
-            dist.all_reduce(seen_all)
-            met: List[Optional[List[str]]] = [None] * env.world_size
-            dist.all_gather_object(met, sorted(skipped.errors))
-            for paths in met:
-                skipped.update(paths)
-        seen_all = int(seen_all.item())
+        train_loss, seen_all = gather_epoch(env, loss_sum, seen, skipped)
         if seen_all == 0:
             raise ValueError(f'no image of {train_dir} could be read in epoch {epoch + 1}: nothing was trained')
         epoch_time = time.perf_counter() - start
-        train_loss = loss_sum.item() / seen_all
 
         # process 0 evaluates and writes; the others wait for its word
         row = env.run_where(env.main, functools.partial(finish_epoch, epoch, train_loss, epoch_time, seen_all))
         result = row or result
 
-    if env.world_size > 1:  # DDP keeps replicas in step; say so, checked
-        checksum = torch.stack([p.detach().double().sum() for p in model.parameters()]).sum().reshape(1)
-        sums = [torch.zeros_like(checksum) for _ in range(env.world_size)]
-        dist.all_gather(sums, checksum)
-        if env.main:
-            agree = all(torch.equal(s, sums[0]) for s in sums)
-            _logger.info('parameters %s on all %d processes', 'identical' if agree else 'DIFFER', env.world_size)
-    if env.main and skipped:
-        _logger.warning(
-            'skipped %d unreadable image(s), left out of training and of every number, listed in %s',
-            len(skipped),
-            output / SKIPPED_FILE,
-        )
+    finish_run(env, model, skipped, output, _logger)
     if env.main:
         _logger.info('best top-1 %.2f at epoch %d; checkpoints in %s', best['val_top1'], best['epoch'], output)
     return result

@@ -8,11 +8,10 @@ from pathlib import Path
 from typing import Tuple
 
 import numpy as np
-from PIL import Image, ImageDraw
+
+from ..shapes import CLASS_NAMES, draw_shapes
 
 __all__ = ['write_dataset']
-
-CLASS_NAMES = ('rectangle', 'ellipse')
 
 
 def write_dataset(root: Path, num_train: int = 16, num_val: int = 8, sizes: Tuple[int, int] = (64, 96)) -> Path:
@@ -31,16 +30,13 @@ def write_dataset(root: Path, num_train: int = 16, num_val: int = 8, sizes: Tupl
         (root / 'images' / split).mkdir(parents=True)
         (root / 'labels' / split).mkdir(parents=True)
         for k in range(count):
-            w, h = (int(v) for v in rng.integers(low, high + 1, size=2))
-            image = Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
-            draw, lines = ImageDraw.Draw(image), []
-            for _ in range(int(rng.integers(1, 4))):
-                cls = int(rng.integers(0, 2))
-                bw, bh = int(rng.integers(12, w // 2)), int(rng.integers(12, h // 2))
-                x0, y0 = int(rng.integers(0, w - bw)), int(rng.integers(0, h - bh))
-                colour = tuple(int(c) for c in rng.integers(0, 256, 3))
-                (draw.rectangle if cls == 0 else draw.ellipse)([x0, y0, x0 + bw, y0 + bh], fill=colour)
-                lines.append(f'{cls} {(x0 + bw / 2) / w:.6f} {(y0 + bh / 2) / h:.6f} {bw / w:.6f} {bh / h:.6f}')
+            image, _, shapes = draw_shapes(rng, low, high)
+            w, h = image.size
+            lines = [
+                f'{s.cls} {(s.x0 + s.x1) / 2 / w:.6f} {(s.y0 + s.y1) / 2 / h:.6f} {(s.x1 - s.x0) / w:.6f} '
+                f'{(s.y1 - s.y0) / h:.6f}'
+                for s in shapes
+            ]
             image.save(root / 'images' / split / f'{k}.jpg')
             (root / 'labels' / split / f'{k}.txt').write_text('\n'.join(lines) + '\n')
     data = root / 'data.yaml'

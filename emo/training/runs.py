@@ -1,0 +1,191 @@
+"""What every ``emo ... train`` run does the same way (``emo train``, ``emo segment train``): refuse to write over
+another run, seed each epoch, sample and load, gather an epoch across processes, write checkpoints and CSVs
+atomically, and say at the end what the processes agreed on and what was skipped."""
+
+import argparse
+import csv
+import functools
+import io
+import logging
+import math
+import os
+import random
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm import tqdm
+
+from ..files import atomic_write, atomic_write_text, remove_stale_temporaries
+from ..weights import CheckpointError, read_checkpoint
+from .data import SKIPPED_FILE, SkippedImages, readable_loader
+from .distributed import Distributed
+
+__all__ = [
+    'add_run_arguments',
+    'check_output',
+    'seed_epoch',
+    'prepare_run_folder',
+    'run_loaders',
+    'restore_training',
+    'epoch_progress',
+    'gather_epoch',
+    'save_checkpoints',
+    'write_csv',
+    'finish_run',
+]
+
+
+def add_run_arguments(p: argparse.ArgumentParser) -> None:
+    """The options every trainer takes for its run folder and its processes."""
+    p.add_argument('--output', required=True, type=Path, help='run folder: checkpoints, metrics.csv, metrics.png')
+    p.add_argument('--resume', default=None, type=Path, help='a last.pth to continue from')
+    p.add_argument(
+        '--exist-ok',
+        action='store_true',
+        help='write into an --output that holds another run, replacing its checkpoints and metrics',
+    )
+    p.add_argument('--sync-bn', action='store_true', help='SyncBatchNorm across processes (CUDA only)')
+    p.add_argument('--no-amp', action='store_true', help='no mixed precision on CUDA')
+    p.add_argument('--workers', type=int, default=min(4, os.cpu_count() or 1))
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--device', default=None, help='default: cuda if available, else cpu')
+    p.add_argument('--no-progress', action='store_true')
+
+
+def seed_epoch(seed: int, epoch: int, rank: int) -> None:
+    # every epoch starts from its own seed (all RNGs, before any draw): a resumed run repeats the uninterrupted
+    # one's data order and augmentations without storing RNG states
+    s = seed + 1009 * epoch + 100003 * rank
+    random.seed(s)
+    np.random.seed(s % 2**32)
+    torch.manual_seed(s)
+
+
+def check_output(
+    output: Path, resume: Optional[Path], exist_ok: bool, resume_epoch: Optional[int], run_files: Sequence[str]
+) -> None:
+    """Refuse to write over another run: only a resume of the run in ``output`` itself, or ``--exist-ok``, may.
+
+    Resuming an earlier checkpoint of the run (``best.pth``) would replace a later ``last.pth`` and cut
+    ``metrics.csv`` back, so that too needs ``--exist-ok``.
+    """
+    if output.exists() and not output.is_dir():
+        raise FileExistsError(f'--output {output} is a file, not a folder: choose a folder for the run')
+    earlier = [name for name in run_files if (output / name).exists()]
+    if not earlier or exist_ok:
+        return
+    if resume is not None and resume.resolve().parent == output.resolve():
+        last = output / 'last.pth'
+        if resume.resolve() == last.resolve() or not last.is_file():
+            return
+        try:
+            last_epoch = int(read_checkpoint(last)['epoch'])
+        except (CheckpointError, KeyError, TypeError, ValueError):
+            return  # an unreadable last.pth holds nothing that resuming could lose
+        if last_epoch <= resume_epoch:
+            return
+        raise FileExistsError(
+            f'--resume {resume} is epoch {resume_epoch + 1} of the run in {output}, whose last.pth is at epoch '
+            f'{last_epoch + 1}: resuming it would replace last.pth and cut metrics.csv back. Resume from {last}, '
+            'or pass --exist-ok to go back to that epoch'
+        )
+    raise FileExistsError(
+        f'--output {output} already holds a run ({", ".join(earlier)}): continue it with '
+        f'--resume {output / "last.pth"}, choose a new --output, or pass --exist-ok to replace its files'
+    )
+
+
+def prepare_run_folder(output: Path, run_files: Sequence[str], fresh: bool, logger: logging.Logger) -> None:
+    """Make ``output``, remove the temporaries a killed run left (a SIGKILL runs no cleanup: the next run does) and,
+    for a run that is not a resume, an earlier run's skipped list (it is not this run's)."""
+    output.mkdir(parents=True, exist_ok=True)
+    for tmp in remove_stale_temporaries(output, run_files):
+        logger.info('removed %s, left by a run that was killed while writing', tmp)
+    if fresh:
+        (output / SKIPPED_FILE).unlink(missing_ok=True)
+
+
+def run_loaders(
+    env: Distributed, train_set, val_set, batch_size: int, val_batch_size: int, seed: int, workers: int
+) -> Tuple[DistributedSampler, DataLoader, DataLoader]:
+    """The sampler and loaders of a run: a ``DistributedSampler`` in every run, one process included, so that N
+    processes see the global batches of one and a resumed run those of an uninterrupted one; full batches only."""
+    if not env.same_everywhere(len(train_set)):
+        raise ValueError(
+            f'the processes found different numbers of training images (this one {len(train_set)}): every node '
+            'must see the same data'
+        )
+    global_batch = batch_size * env.world_size
+    if len(train_set) < global_batch:
+        raise ValueError(
+            f'{len(train_set)} training images are fewer than one global batch ({global_batch}): lower --batch-size'
+        )
+    sampler = DistributedSampler(
+        train_set, num_replicas=env.world_size, rank=env.rank, shuffle=True, seed=seed, drop_last=True
+    )
+    loader_kw = dict(num_workers=workers, pin_memory=env.device.type == 'cuda', persistent_workers=False)
+    train_loader = readable_loader(train_set, batch_size=batch_size, sampler=sampler, drop_last=True, **loader_kw)
+    val_loader = readable_loader(val_set, batch_size=val_batch_size, shuffle=False, **loader_kw)
+    return sampler, train_loader, val_loader
+
+
+def restore_training(state: dict, model: nn.Module, optimizer, scheduler, scaler) -> None:
+    """Load a resumed checkpoint's model, optimizer, scheduler and AMP scaler states."""
+    model.load_state_dict(state['state_dict'])
+    optimizer.load_state_dict(state['optimizer'])
+    scheduler.load_state_dict(state['scheduler'])
+    if scaler is not None and state.get('scaler'):
+        scaler.load_state_dict(state['scaler'])
+
+
+def epoch_progress(loader: DataLoader, epoch: int, epochs: int, enabled: bool) -> tqdm:
+    return tqdm(loader, desc=f'epoch {epoch + 1}/{epochs}', disable=not enabled, leave=True, dynamic_ncols=True)
+
+
+def gather_epoch(env: Distributed, loss_sum: torch.Tensor, seen: int, skipped: SkippedImages) -> Tuple[float, int]:
+    """The epoch's mean training loss and sample count over all processes; every process's skipped files merged."""
+    seen_all = torch.tensor([seen], device=env.device)
+    if env.world_size > 1:
+        dist.all_reduce(loss_sum)
+        dist.all_reduce(seen_all)
+        met: List[Optional[List[str]]] = [None] * env.world_size
+        dist.all_gather_object(met, sorted(skipped.errors))
+        for paths in met:
+            skipped.update(paths)
+    count = int(seen_all.item())
+    return (loss_sum.item() / count if count else math.nan), count
+
+
+def save_checkpoints(output: Path, state: dict, is_best: bool) -> None:
+    """``last.pth``, and ``best.pth`` when ``is_best``, each written atomically."""
+    atomic_write(output / 'last.pth', functools.partial(torch.save, state))
+    if is_best:
+        atomic_write(output / 'best.pth', functools.partial(torch.save, state))
+
+
+def write_csv(path: Path, fieldnames: Sequence[str], rows: List[dict]) -> None:
+    text = io.StringIO(newline='')
+    writer = csv.DictWriter(text, fieldnames=fieldnames)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, text.getvalue())
+
+
+def finish_run(env: Distributed, model: nn.Module, skipped: SkippedImages, output: Path, logger: logging.Logger):
+    """The closing lines every process takes part in: under torchrun, whether the replicas ended identical (DDP
+    keeps them in step; this checks it), and how many unreadable images (or masks) were left out."""
+    if env.world_size > 1:
+        agree = env.replicas_identical(model)
+        if env.main:
+            logger.info('parameters %s on all %d processes', 'identical' if agree else 'DIFFER', env.world_size)
+    if env.main and skipped:
+        logger.warning(
+            'skipped %d unreadable image(s), left out of training and of every number, listed in %s',
+            len(skipped),
+            output / SKIPPED_FILE,
+        )
