@@ -140,6 +140,7 @@ def _map(model, data):
 
 
 @pytest.mark.slow
+@pytest.mark.exhaustive  # 60-80 s; left out of CI's budget (test_builders_train_and_predict trains every builder)
 def test_ssdlite_learns_generated_shapes():
     """From scratch, 200 steps of SSDLite-EMO-1M reach a COCO mAP far above the untrained model's on held-out
     images (measured: 0.001 untrained, about 0.5 trained)."""
