@@ -1,10 +1,11 @@
 """The benchmark's run: the candidates (see :mod:`emo.benchmark`), each timed in every round, and the ratios."""
 
+import contextlib
 import functools
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import timm
 import torch
@@ -142,9 +143,25 @@ def _onnx_session(model: nn.Module, img_size: int, threads: int, folder: Path, n
 
 
 # ---------------------------------------------------------------------------------------------------- the run
+@contextlib.contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """torch's intra-op threads set to ``threads`` for the block, and put back after it: a benchmark called from
+    Python (or a test) must not leave the rest of the process on its thread count."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def run_benchmark(settings: BenchSettings, log: Callable[[str], None] = print) -> Dict:
-    """Run everything ``settings`` asks for; returns the JSON-ready result."""
-    torch.set_num_threads(settings.threads)
+    """Run everything ``settings`` asks for, on ``settings.threads`` threads; returns the JSON-ready result."""
+    with torch_threads(settings.threads):
+        return _run_benchmark(settings, log)
+
+
+def _run_benchmark(settings: BenchSettings, log: Callable[[str], None]) -> Dict:
     torch.manual_seed(0)
     result: Dict = {
         'settings': {

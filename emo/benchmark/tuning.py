@@ -22,6 +22,7 @@ from timm.utils import reparameterize_model
 from ..layers import GridAttention, batch_slices, grid_attention
 from ..timing import summary, time_interleaved
 from .report import environment
+from .runner import torch_threads
 
 __all__ = ['attention_crossover', 'slice_sizes', 'main']
 
@@ -68,7 +69,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog='python -m emo.benchmark.tuning', description=__doc__.split('\n\n')[0])
     parser.add_argument('--threads', type=int, default=2, help='torch intra-op threads (default 2)')
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    with torch_threads(args.threads):
+        return _report(args)
+
+
+def _report(args: argparse.Namespace) -> int:
     torch.manual_seed(0)
     env = environment()
     print(f'{env["cpu"]}; SIMD flags: {env["cpu_flags"] or "-"}; torch {env["torch"]}, {args.threads} threads')
