@@ -12,7 +12,7 @@ backbone with attention windows of 10 (EMOv2) or 16 (EMO-5M) at 512x512 crops; t
 """
 
 from collections import OrderedDict
-from typing import Callable, Dict, Optional, Union
+from typing import Callable, Dict, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -78,9 +78,21 @@ def _backbone(
     return IntermediateLayerGetter(body, return_layers)
 
 
-def _check_head(head: str) -> None:
+def _stage_backbone(
+    model_name: str,
+    head: str,
+    aux_loss: bool,
+    pretrained_backbone: Union[bool, str],
+    window_size: Optional[int],
+    trainable_layers: Optional[int],
+    frozen_bn: bool,
+) -> Tuple[Sequence[int], IntermediateLayerGetter]:
+    """The stage widths and the backbone of DeepLabv3 and FCN: stage 4 as 'out', with ``aux_loss`` stage 3 as 'aux'."""
     if head not in HEADS:
         raise ValueError(f'head must be one of {HEADS}, got {head!r}')
+    layers = {'layer4': 'out', **({'layer3': 'aux'} if aux_loss else {})}
+    backbone = _backbone(model_name, pretrained_backbone, window_size, trainable_layers, frozen_bn, layers)
+    return get_variant(model_name).widths, backbone
 
 
 def deeplabv3(
@@ -107,10 +119,9 @@ def deeplabv3(
         trainable_backbone_layers: trainable backbone layers counted from the top (layer4 ... stem), default all 5.
         frozen_bn: use FrozenBatchNorm2d in the backbone (the papers train BatchNorm).
     """
-    _check_head(head)
-    widths = get_variant(model_name).widths
-    layers = {'layer4': 'out', **({'layer3': 'aux'} if aux_loss else {})}
-    backbone = _backbone(model_name, pretrained_backbone, window_size, trainable_backbone_layers, frozen_bn, layers)
+    widths, backbone = _stage_backbone(
+        model_name, head, aux_loss, pretrained_backbone, window_size, trainable_backbone_layers, frozen_bn
+    )
     if head == 'paper':
         classifier, aux = ASPPHead(widths[3], num_classes), FCNHead(widths[2], num_classes)
     else:
@@ -130,10 +141,9 @@ def fcn(
 ) -> TorchvisionFCN:
     """torchvision's FCN on an EMO or EMOv2: an FCN head on stage 4 (one 3x3 conv, 256 channels with
     ``head='paper'``, ``in_channels // 4`` with torchvision's), the same auxiliary head as :func:`deeplabv3`."""
-    _check_head(head)
-    widths = get_variant(model_name).widths
-    layers = {'layer4': 'out', **({'layer3': 'aux'} if aux_loss else {})}
-    backbone = _backbone(model_name, pretrained_backbone, window_size, trainable_backbone_layers, frozen_bn, layers)
+    widths, backbone = _stage_backbone(
+        model_name, head, aux_loss, pretrained_backbone, window_size, trainable_backbone_layers, frozen_bn
+    )
     head_class = FCNHead if head == 'paper' else TorchvisionFCNHead
     classifier, aux = head_class(widths[3], num_classes), head_class(widths[2], num_classes)
     return TorchvisionFCN(backbone, classifier, aux if aux_loss else None)

@@ -44,8 +44,7 @@ from ..training.runs import (
     seed_epoch,
     write_csv,
 )
-from ..weights import CheckpointError, read_checkpoint
-from .checkpoint import MODEL_KEYS, build_segmenter
+from .checkpoint import MODEL_KEYS, build_segmenter, read_run_checkpoint
 from .data import SegmentationFolder, eval_transform, train_transform
 from .evaluate import evaluate
 from .metrics import write_per_class_iou
@@ -124,13 +123,7 @@ def _check_arguments(args) -> None:
 def _read_resume(path: Path, settings: Dict[str, object]) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f'--resume {path} does not exist')
-    state = read_checkpoint(path)
-    missing = [key for key in RESUME_KEYS if key not in state]
-    if missing:
-        raise CheckpointError(
-            f'--resume {path} is not a checkpoint of emo segment train (it has no {", ".join(missing)}): give the '
-            'last.pth of a run'
-        )
+    state = read_run_checkpoint(path, RESUME_KEYS, f'--resume {path}')
     differences = [
         f'{key} {state.get(key)!r} there, {value!r} here' for key, value in settings.items() if state.get(key) != value
     ]
