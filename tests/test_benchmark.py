@@ -1,12 +1,14 @@
 """``emo bench``: its memory counter is exact, its baseline is checked, and a small run writes a full report."""
 
 import json
+import sys
 
 import pytest
 import timm
 import torch
 
 from emo.benchmark import PEER_PAIRS, ActivationMemory, check_agreement, memory_report, time_interleaved
+from emo.benchmark.efficiency import EFFICIENCY_TIERS, count_gmacs
 from emo.benchmark.official import official_emo
 from emo.cli import main
 from emo.weights import to_official_layout
@@ -64,16 +66,42 @@ def test_interleaved_rounds_rotate():
     assert {n: len(t) for n, t in times.items()} == {'a': 3, 'b': 3, 'c': 3}
 
 
+def test_gmacs_are_the_multiply_accumulates():
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.Flatten(), torch.nn.Linear(8 * 32 * 32, 10)
+    )
+    assert count_gmacs(model, 32) * 1e9 == pytest.approx(8 * 32 * 32 * 3 * 9 + 8 * 32 * 32 * 10)
+    # the paper's (fvcore's) 0.261 GFLOPs of EMO-1M at 224, fused or not
+    emo_1m = timm.create_model('emo_1m').eval()
+    assert count_gmacs(emo_1m, 224) == pytest.approx(0.261, rel=0.03)
+    from timm.utils import reparameterize_model
+
+    assert count_gmacs(reparameterize_model(emo_1m), 224) == pytest.approx(count_gmacs(emo_1m, 224), rel=1e-6)
+
+
 def test_small_run_writes_json_markdown_and_plot(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(PEER_PAIRS, 'emo_1m', ('mobilenetv3_small_050',))
+    monkeypatch.setitem(EFFICIENCY_TIERS, 'emo_1m', ('mobilenetv3_small_050', 'absent_peer'))
     args = ['bench', '--models', 'emo_1m', '--peers', 'mobilenetv3_small_050', '--batch-sizes', '1,2']
     args += ['--img-size', '64', '--rounds', '2', '--warmup', '1', '--memory-batch', '2', '--out-dir', str(tmp_path)]
     assert main(args) == 0
     result = json.loads((tmp_path / 'benchmark.json').read_text())
-    for backend in ('eager', 'onnxruntime'):
+    for backend in ('eager', 'onnxruntime', 'openvino', 'openvino_int8'):
         for batch in ('1', '2'):
             table = result[backend][batch]
-            assert {'emo_1m', 'emo_1m/official', 'mobilenetv3_small_050'} <= set(table)
+            # int8 of the fused EMO and the peers; the baselines are f32 references
+            names = {'emo_1m', 'mobilenetv3_small_050'} | ({'emo_1m/official'} if backend != 'openvino_int8' else set())
+            assert names <= set(table)
+            efficiency = result['efficiency'][backend][batch]
+            rate = result['gmacs']['emo_1m'] * int(batch) * 1000 / table['emo_1m']['median_ms']
+            assert efficiency['emo_1m']['gmacs_per_s'] == pytest.approx(rate)
+            peer_rate = efficiency['mobilenetv3_small_050']['gmacs_per_s']
+            assert efficiency['emo_1m']['best_peer'] == 'mobilenetv3_small_050'
+            assert efficiency['emo_1m']['vs_best_peer'] == pytest.approx(rate / peer_rate)
+            if backend == 'openvino_int8':
+                f32 = result['openvino'][batch]['emo_1m']['median_ms']
+                assert result['int8_speedup'][batch]['emo_1m'] == pytest.approx(f32 / table['emo_1m']['median_ms'])
+                continue
             assert all(0 < e['min_ms'] <= e['median_ms'] <= e['max_ms'] and e['runs'] == 2 for e in table.values())
             ratios = result['ratios'][backend][batch]['emo_1m']
             ours = table['emo_1m']['median_ms']
@@ -89,12 +117,14 @@ def test_small_run_writes_json_markdown_and_plot(tmp_path, capsys, monkeypatch):
     assert 0 < memory['infer_fused_mib_per_image_batch1'] <= memory['infer_mib_per_image_batch1']
     markdown = (tmp_path / 'benchmark.md').read_text()
     assert '| emo_1m/official |' in markdown and '| eager | 1 | emo_1m |' in markdown
+    assert '| openvino_int8 | 2 | emo_1m |' in markdown and 'OV int8 b1 ms' in markdown
     assert (tmp_path / 'benchmark.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
     assert markdown in capsys.readouterr().out
 
 
 def test_bench_rejects_unknown_models(tmp_path, capsys):
-    assert main(['bench', '--models', 'emo_3m', '--peers', '', '--no-onnx', '--out-dir', str(tmp_path)]) == 1
+    args = ['bench', '--models', 'emo_3m', '--peers', '', '--no-onnx', '--no-openvino', '--out-dir', str(tmp_path)]
+    assert main(args) == 1
     assert 'emo_3m' in capsys.readouterr().err
     assert not (tmp_path / 'benchmark.json').exists()
 
@@ -103,7 +133,7 @@ def test_bench_rejects_unknown_models(tmp_path, capsys):
 def test_compiled_section_times_emo_and_peers(tmp_path, monkeypatch):
     monkeypatch.setitem(PEER_PAIRS, 'emo_1m', ('mobilenetv3_small_050',))
     args = ['bench', '--models', 'emo_1m', '--peers', 'mobilenetv3_small_050', '--batch-sizes', '1', '--compile']
-    args += ['--img-size', '64', '--rounds', '2', '--warmup', '1', '--no-onnx', '--no-memory']
+    args += ['--img-size', '64', '--rounds', '2', '--warmup', '1', '--no-onnx', '--no-openvino', '--no-memory']
     assert main([*args, '--out-dir', str(tmp_path)]) == 0
     result = json.loads((tmp_path / 'benchmark.json').read_text())
     compiled = result['compiled']['1']
@@ -134,3 +164,11 @@ def test_tuning_times_both_attentions_and_every_slice_size(capsys, monkeypatch):
     assert tuning.main(['--threads', '1']) == 0
     out = capsys.readouterr().out
     assert 'SIMD flags' in out and out.count('\n| ') == 2 + len(rows) + len(sizes)  # two headers and the rows
+
+
+def test_bench_without_openvino_says_what_to_do(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, 'openvino', None)  # import openvino now fails, as where it is not installed
+    assert main(['bench', '--models', 'emo_1m', '--peers', '', '--out-dir', str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and 'pip install "emo[openvino]"' in err[0] and '--no-openvino' in err[0]
+    assert not (tmp_path / 'benchmark.json').exists()

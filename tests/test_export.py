@@ -19,20 +19,20 @@ def _ort_logits(path, x: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(session.run(None, {'images': x.numpy()})[0])
 
 
-def test_onnx_cli_with_dynamic_axes_reproduces_the_reference(tmp_path, official_files, capsys):
-    out = tmp_path / 'emo_2m.onnx'
-    code = main(
-        ['export', 'onnx', '--model', 'emo_2m', '--weights', str(official_files['emo_2m']), '--dynamic', '-o', str(out)]
-    )
+@pytest.mark.parametrize('variant', ['emo_2m', 'emo2_1m'])  # EMOv2's graph takes qk and v as matmuls over tokens
+def test_onnx_cli_with_dynamic_axes_reproduces_the_reference(tmp_path, official_files, capsys, variant):
+    out = tmp_path / f'{variant}.onnx'
+    weights = str(official_files[variant])
+    code = main(['export', 'onnx', '--model', variant, '--weights', weights, '--dynamic', '-o', str(out)])
     assert code == 0
     printed = capsys.readouterr().out
     assert f'wrote {out} (' in printed and 'MiB)' in printed
     assert 'ONNX Runtime latency, batch 1, 224x224:' in printed
-    ref = expected('emo_2m')
+    ref = expected(variant)
     # one file, three shapes: the batch of two 224 images and the padded 256x192 image
     for key in INPUT_KEYS:
         torch.testing.assert_close(_ort_logits(out, INPUTS[key]), ref[f'logits_{key}'], rtol=0, atol=1e-4)
-    assert [p.name for p in tmp_path.iterdir()] == ['emo_2m.onnx']  # no partial files left behind
+    assert [p.name for p in tmp_path.iterdir()] == [out.name]  # no partial files left behind
 
 
 def test_static_onnx_has_fixed_shapes(tmp_path, official_files):

@@ -44,6 +44,8 @@ def build_parser(prog: str = 'emo bench') -> argparse.ArgumentParser:
     p.add_argument('--rounds', type=int, default=0, help='timed rounds per batch size (default 30 at batch 1, else 8)')
     p.add_argument('--warmup', type=int, default=3)
     p.add_argument('--no-onnx', action='store_true', help='skip ONNX Runtime')
+    p.add_argument('--no-openvino', action='store_true', help='skip OpenVINO (f32 and int8)')
+    p.add_argument('--no-int8', action='store_true', help='skip OpenVINO int8 (NNCF quantization of every model)')
     p.add_argument('--no-memory', action='store_true', help='skip the memory report')
     p.add_argument('--memory-batch', type=int, default=8, help='batch of the memory report (default 8)')
     p.add_argument('--pretrained', action='store_true', help='time the released weights (default: random ones)')
@@ -72,6 +74,16 @@ def main(argv: Optional[List[str]] = None) -> int:
             import onnxruntime  # noqa: F401
         except ImportError:
             raise ValueError('ONNX Runtime is not installed: pip install onnx onnxruntime, or pass --no-onnx') from None
+    if not args.no_openvino:
+        try:
+            import openvino  # noqa: F401
+
+            if not args.no_int8:
+                import nncf  # noqa: F401
+        except ImportError:
+            raise ValueError(
+                'OpenVINO or NNCF is not installed: pip install "emo[openvino]", or pass --no-openvino (or --no-int8)'
+            ) from None
     settings = BenchSettings(
         variants=args.models,
         peers=args.peers,
@@ -81,6 +93,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         rounds={b: args.rounds for b in args.batch_sizes} if args.rounds else {},
         warmup=args.warmup,
         onnx=not args.no_onnx,
+        openvino=not args.no_openvino,
+        int8=not (args.no_openvino or args.no_int8),
         memory=not args.no_memory,
         memory_batch=args.memory_batch,
         weights='pretrained' if args.pretrained else None,

@@ -5,7 +5,7 @@ import json
 import os
 import platform
 from pathlib import Path
-from typing import Dict
+from typing import Dict, List
 
 import timm
 import torch
@@ -43,10 +43,19 @@ def environment() -> Dict[str, str]:
         import onnxruntime
 
         env['onnxruntime'] = onnxruntime.__version__
+    with contextlib.suppress(ImportError):
+        import openvino
+
+        env['openvino'] = openvino.__version__
+    with contextlib.suppress(ImportError):
+        import nncf
+
+        env['nncf'] = nncf.__version__
     return env
 
 
-_EXTRA_COLUMNS = {'onnxruntime': 'ORT', 'compiled': 'compiled'}  # backends after eager: result key -> column label
+# backends after eager: result key -> column label
+_EXTRA_COLUMNS = {'compiled': 'compiled', 'onnxruntime': 'ORT', 'openvino': 'OV', 'openvino_int8': 'OV int8'}
 
 
 def format_markdown(result: Dict) -> str:
@@ -55,13 +64,15 @@ def format_markdown(result: Dict) -> str:
     batches = [str(b) for b in s['batch_sizes']]
     rounds = ', '.join(f'{s["rounds"][b]} rounds at batch {b}' for b in batches)
     lines.append(
-        f'fp32, {s["img_size"]}x{s["img_size"]}, {s["threads"]} threads, torch {result["environment"]["torch"]}, '
-        f'onnxruntime {result["environment"].get("onnxruntime", "-")}, {result["environment"]["cpu"]} '
+        f'fp32 (OV int8: int8), {s["img_size"]}x{s["img_size"]}, {s["threads"]} threads, '
+        f'torch {result["environment"]["torch"]}, '
+        f'onnxruntime {result["environment"].get("onnxruntime", "-")}, '
+        f'openvino {result["environment"].get("openvino", "-")}, {result["environment"]["cpu"]} '
         f'(SIMD: {result["environment"].get("cpu_flags") or "-"}). '
         f'Median (min-max) of {rounds}, candidates interleaved.'
     )
     lines.append('')
-    header = ['model', 'top-1']
+    header = ['model', 'top-1', 'GMACs']
     for b in batches:
         header += [f'eager b{b} ms', f'eager b{b} img/s']
     for backend, label in _EXTRA_COLUMNS.items():
@@ -71,7 +82,8 @@ def format_markdown(result: Dict) -> str:
     for name in names:
         base = name.split('/')[0]
         top1 = result['top1'].get(base)
-        row = [name, f'{top1:.1f}' if top1 and '/' not in name else '']
+        gmacs = result.get('gmacs', {}).get(base)
+        row = [name, f'{top1:.1f}' if top1 and '/' not in name else '', f'{gmacs:.3f}' if gmacs else '']
         for b in batches:
             e = result['eager'][b].get(name)
             layout = ' (NHWC)' if e and e.get('layout') == 'channels_last' else ''
@@ -91,6 +103,15 @@ def format_markdown(result: Dict) -> str:
             for variant, r in per_variant.items():
                 cells = [f'{r[c]:.2f}' if c in r else '' for c in cols]
                 lines.append(f'| {backend} | {b} | {variant} | ' + ' | '.join(cells) + ' |')
+    if result.get('efficiency'):
+        lines += _efficiency_lines(result)
+    if any(result.get('int8_speedup', {}).values()):
+        lines += ['', 'OpenVINO int8 (NNCF) against OpenVINO f32, same run (f32 median / int8 median):', '']
+        lines += ['| batch | model | f32 ms | int8 ms | speed-up |', '|---|---|---:|---:|---:|']
+        for b, per_model in result['int8_speedup'].items():
+            for name, speedup in per_model.items():
+                f32, int8 = result['openvino'][b][name]['median_ms'], result['openvino_int8'][b][name]['median_ms']
+                lines.append(f'| {b} | {name} | {f32:.2f} | {int8:.2f} | {speedup:.2f} |')
     if result['memory']:
         batch = next(iter(result['memory'].values()))['batch_size']
         lines += ['', 'Peak memory in MiB (live tensor storages made by ops; weights and inputs excluded):', '']
@@ -108,6 +129,27 @@ def format_markdown(result: Dict) -> str:
                 f'{m["infer_mib_per_image"]:.1f} | {m["infer_fused_mib_per_image"]:.1f} |'
             )
     return '\n'.join(lines) + '\n'
+
+
+def _efficiency_lines(result: Dict) -> List[str]:
+    lines = [
+        '',
+        "Achieved GMAC/s (multiply-accumulates per second; model GMACs / median latency) and the variant's GMAC/s "
+        'over the best peer of its accuracy tier in the same runtime and batch:',
+        '',
+        '| backend | batch | variant | GMAC/s | best peer | peer GMAC/s | efficiency |',
+        '|---|---|---|---:|---|---:|---:|',
+    ]
+    for backend, per_batch in result['efficiency'].items():
+        for b, table in per_batch.items():
+            for name, e in table.items():
+                if 'vs_best_peer' in e:
+                    peer = e['best_peer']
+                    lines.append(
+                        f'| {backend} | {b} | {name} | {e["gmacs_per_s"]:.1f} | {peer} | '
+                        f'{table[peer]["gmacs_per_s"]:.1f} | {e["vs_best_peer"]:.2f} |'
+                    )
+    return lines
 
 
 def plot(result: Dict, path: Path, batch: str = '1') -> None:

@@ -101,7 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser('train', help='fine-tune on train/ and val/ class folders (emo train --help)', add_help=False)
     sub.add_parser('validate', help='evaluate a checkpoint on class folders (emo validate --help)', add_help=False)
     sub.add_parser(
-        'export', help='ONNX / TorchScript / torch.export file of a fused EMO (emo export --help)', add_help=False
+        'export',
+        help='ONNX / OpenVINO / TorchScript / torch.export file of a fused EMO (emo export --help)',
+        add_help=False,
     )
     sub.add_parser(
         'bench', help='EMO and EMOv2 vs the official arithmetic and timm peers (emo bench --help)', add_help=False

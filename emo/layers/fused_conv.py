@@ -16,7 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from timm.layers import GELU
 
-__all__ = ['FusedConv', 'is_eager', 'onednn_available']
+__all__ = ['FusedConv', 'is_eager', 'onednn_available', 'pointwise_on_tokens']
 
 _ACTIVATIONS = ('', 'silu', 'gelu')
 # oneDNN post-op names (and GELU's algorithm: 'none' is the exact erf form nn.GELU() computes)
@@ -70,6 +70,21 @@ def is_eager() -> bool:
     if torch.compiler.is_compiling():  # dynamo, torch.export
         return False
     return not torch.fx._symbolic_trace.is_fx_symbolic_tracing()
+
+
+def _activate(x: torch.Tensor, act: str) -> torch.Tensor:
+    if act == 'silu':
+        return F.silu(x, inplace=not torch.is_grad_enabled())
+    if act == 'gelu':
+        return F.gelu(x)
+    return x
+
+
+def pointwise_on_tokens(conv: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
+    """A 1x1 conv (``nn.Conv2d``, or :class:`FusedConv` with its activation) applied to channels-last tokens
+    ``(..., C)`` as one matmul: the same arithmetic, with the output channels-last too."""
+    y = F.linear(tokens, conv.weight.flatten(1), conv.bias)
+    return _activate(y, conv.act) if isinstance(conv, FusedConv) else y
 
 
 class FusedConv(nn.Module):
@@ -149,12 +164,7 @@ class FusedConv(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_scripting() and self._onednn_applies(x):
             return self._forward_onednn(x)
-        x = F.conv2d(x, self.weight, self.bias, self.stride, self.padding, 1, self.groups)
-        if self.act == 'silu':
-            x = F.silu(x, inplace=not torch.is_grad_enabled())
-        elif self.act == 'gelu':
-            x = F.gelu(x)
-        return x
+        return _activate(F.conv2d(x, self.weight, self.bias, self.stride, self.padding, 1, self.groups), self.act)
 
     @torch.jit.unused
     def _onednn_applies(self, x: torch.Tensor) -> bool:

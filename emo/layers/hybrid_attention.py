@@ -14,7 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from timm.layers import get_act_layer, use_fused_attn
 
-from .fused_conv import FusedConv, is_eager
+from .fused_conv import FusedConv, is_eager, pointwise_on_tokens
 from .grid_attention import MIN_FUSED_WINDOW_HEADS
 from .windows import grid_padding, merge_windows, partition_windows
 
@@ -81,6 +81,10 @@ class HybridWindowAttention(nn.Module):
         return is_eager()
 
     @torch.jit.unused
+    def _onnx_export(self) -> bool:
+        return torch.onnx.is_in_onnx_export()
+
+    @torch.jit.unused
     def _explicit_is_faster(self, x: torch.Tensor, num_windows: int, value_dim: int) -> bool:
         # on CPU, values wider than the queries (mid / heads vs dim_head) have no fused kernel: SDPA falls back to
         # its math path, the same two matmuls and softmax plus checks; with it the whole fused emo2_1m / emo2_5m
@@ -106,15 +110,25 @@ class HybridWindowAttention(nn.Module):
         # traces and scripts must stay valid at any input size: they always pad
         eager = not torch.jit.is_scripting() and self._eager()
         pad_b, pad_r = grid_padding(height, width, self.window_size)
-        if not eager or pad_b or pad_r:
-            x = F.pad(x, [0, pad_r, 0, pad_b])  # zeros, right and bottom
         padded_h, padded_w = height + pad_b, width + pad_r
-        # qk and v on the padded map, as the released model computes them, taken channels-last (B, H, W, C): free
-        # for the channels-last maps of a fused model. Its oneDNN 1x1 convs (GELU fused into v) made the whole fused
-        # emo2_1m/2m/5m 1.7-3.3% faster at batch 32 than matmuls over the token rows, and the same (-0.2 to +1.3%)
-        # at batch 1 (Intel Xeon, AVX-512, 2 threads, interleaved A/B)
-        qk = self.qk(x).permute(0, 2, 3, 1)
-        v = self.act(self.v(x)).permute(0, 2, 3, 1)
+        if not torch.jit.is_scripting() and self._onnx_export():
+            # ONNX graphs are NCHW, so conv outputs reach the windows through a transpose that ONNX Runtime merges
+            # with the partition into one 8-D transpose per tensor, run element by element: 7 of 20 ms of emo2_1m.
+            # As matmuls over the channels-last tokens, the outputs are channels-last already: emo2_1m ran 1.33x
+            # faster in ONNX Runtime and 1.15x in OpenVINO (batch 1, 2 threads, Intel Xeon AVX-512; re-measure with
+            # `emo bench`, with `HybridWindowAttention._onnx_export` patched to return False for the other export)
+            tokens = F.pad(x.permute(0, 2, 3, 1), [0, 0, 0, pad_r, 0, pad_b])
+            qk = pointwise_on_tokens(self.qk, tokens)
+            v = self.act(pointwise_on_tokens(self.v, tokens))
+        else:
+            if not eager or pad_b or pad_r:
+                x = F.pad(x, [0, pad_r, 0, pad_b])  # zeros, right and bottom
+            # qk and v on the padded map, as the released model computes them, taken channels-last (B, H, W, C):
+            # free for the channels-last maps of a fused model. Its oneDNN 1x1 convs (GELU fused into v) made the
+            # whole fused emo2_1m/2m/5m 1.7-3.3% faster at batch 32 than matmuls over the token rows, and the same
+            # (-0.2 to +1.3%) at batch 1 (Intel Xeon, AVX-512, 2 threads, interleaved A/B)
+            qk = self.qk(x).permute(0, 2, 3, 1)
+            v = self.act(self.v(x)).permute(0, 2, 3, 1)
         ws = self.window_size
         out = merge_windows(self._windows(qk, v, True, eager), batch, padded_h, padded_w, ws, strided=True)
         close = self._windows(qk, v, False, eager)

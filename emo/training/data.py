@@ -14,6 +14,7 @@ from ..files import atomic_write_text
 
 __all__ = [
     'IMAGE_EXTENSIONS',
+    'images_under',
     'SKIPPED_FILE',
     'check_image_folders',
     'class_folders',
@@ -40,7 +41,7 @@ def _class_names(root: Path) -> List[str]:
     return sorted(e.name for e in os.scandir(root) if e.is_dir() and not _skipped_folder(e.name))
 
 
-def _images_under(folder: str) -> List[str]:
+def images_under(folder: str) -> List[str]:
     """The image files anywhere below one class folder, sorted: what the checks count and the dataset holds.
 
     Linked folders are followed, each real folder once, except links up the tree (to a folder that holds this
@@ -64,7 +65,7 @@ def class_folders(root: Path, role: str) -> Dict[str, int]:
     """Image counts of the class folders under ``root``; a clear error for a missing or empty folder."""
     if not root.is_dir():
         raise FileNotFoundError(f'{role} folder {root} does not exist: expected {root}/CLASS_NAME/IMAGE files')
-    counts = {name: len(_images_under(str(root / name))) for name in _class_names(root)}
+    counts = {name: len(images_under(str(root / name))) for name in _class_names(root)}
     if not counts:
         raise ValueError(f'{role} folder {root} has no class folders: expected {root}/CLASS_NAME/IMAGE files')
     empty = [name for name, count in counts.items() if count == 0]
@@ -134,7 +135,7 @@ class SkippingImageFolder(torch.utils.data.Dataset):
             (path, index)
             for name, index in sorted(class_map.items(), key=lambda item: item[1])
             if (self.root / name).is_dir()
-            for path in _images_under(str(self.root / name))
+            for path in images_under(str(self.root / name))
         ]
         self.transform = transform
 

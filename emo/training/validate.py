@@ -34,6 +34,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         '--output', type=Path, default=None, help="where the CSV and PNG go (default: the checkpoint's folder)"
     )
+    p.add_argument(
+        '--openvino',
+        type=Path,
+        default=None,
+        metavar='XML',
+        help='evaluate this OpenVINO IR of the checkpoint (emo export openvino, f32 or int8) instead of the checkpoint '
+        "itself; classes and preprocessing are still the checkpoint's",
+    )
     return p
 
 
@@ -63,6 +71,21 @@ def _plot_confusion(confusion: torch.Tensor, class_names: List[str], path: Path)
     ax.set(xlabel='predicted', ylabel='true', title='confusion matrix (rows normalised)')
     fig.tight_layout()
     save_png(fig, path, dpi=100)
+
+
+def _check_ir_fits(ir, args, num_classes: int, size: tuple) -> None:
+    """Refuse an IR that cannot be evaluated as the checkpoint is: another class count, or another fixed size."""
+    if ir.num_classes is not None and ir.num_classes != num_classes:
+        raise ValueError(
+            f'{args.openvino} gives {ir.num_classes} logits, but {args.checkpoint} has {num_classes} classes: export '
+            f'the IR from this checkpoint (emo export openvino --weights {args.checkpoint})'
+        )
+    ir_size = ir.input_shape[2:]
+    if None not in ir_size and tuple(ir_size) != size:
+        raise ValueError(
+            f'{args.openvino} takes {ir_size[0]}x{ir_size[1]} images, but this evaluation runs at {size[0]}x{size[1]}: '
+            'export the IR at that size (--img-size) or with --dynamic'
+        )
 
 
 def main(argv: Optional[List[str]] = None) -> Dict:
@@ -98,6 +121,13 @@ def main(argv: Optional[List[str]] = None) -> Dict:
     )
     loader = readable_loader(dataset, batch_size=args.batch_size, shuffle=False, num_workers=args.workers)
     device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    prefix = ''  # an IR's results go beside the checkpoint's own, not over them
+    if args.openvino is not None:
+        from ..deploy.openvino import IRClassifier
+
+        model, device = IRClassifier(args.openvino), torch.device('cpu')
+        _check_ir_fits(model, args, len(class_names), tuple(data_cfg['input_size'][1:]))
+        prefix = f'{args.openvino.stem}_'
     skipped = SkippedImages()
     metrics = evaluate(model.to(device), loader, device, len(class_names), skipped=skipped)
     metrics['skipped'] = len(skipped)
@@ -107,16 +137,17 @@ def main(argv: Optional[List[str]] = None) -> Dict:
         rows.append([name, count, '' if acc is None else round(acc, 4)])  # no image, no accuracy
     text = io.StringIO(newline='')
     csv.writer(text).writerows(rows)
-    atomic_write_text(output / 'per_class_accuracy.csv', text.getvalue())
-    _plot_confusion(metrics['confusion'], class_names, output / 'confusion_matrix.png')
-    skipped.write(output / SKIPPED_FILE)
+    atomic_write_text(output / f'{prefix}per_class_accuracy.csv', text.getvalue())
+    _plot_confusion(metrics['confusion'], class_names, output / f'{prefix}confusion_matrix.png')
+    skipped.write(output / f'{prefix}{SKIPPED_FILE}')
     print(
-        f'{args.checkpoint}: top-1 {metrics["top1"]:.2f}  top-5 {metrics["top5"]:.2f}  loss {metrics["loss"]:.4f}  '
+        f'{args.openvino or args.checkpoint}: top-1 {metrics["top1"]:.2f}  top-5 {metrics["top5"]:.2f}  '
+        f'loss {metrics["loss"]:.4f}  '
         f'({metrics["count"]} images; per-class accuracy and confusion matrix in {output})'
     )
     if skipped:
         print(
             f'skipped {len(skipped)} unreadable image(s), left out of every number above and listed in '
-            f'{output / SKIPPED_FILE}'
+            f'{output / f"{prefix}{SKIPPED_FILE}"}'
         )
     return metrics
