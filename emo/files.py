@@ -25,6 +25,7 @@ __all__ = [
     'Terminated',
     'atomic_path',
     'atomic_write',
+    'fsync_file',
     'atomic_write_text',
     'save_png',
     'pyplot',
@@ -49,6 +50,15 @@ def temporary_name(path: Union[str, Path]) -> Path:
     return path.with_name(f'.{path.name}{_TMP_MARK}{os.getpid()}')
 
 
+def fsync_file(path: Union[str, Path]) -> None:
+    """Flush a written file's bytes to disk, so that a rename that publishes it never publishes a hole."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 @contextmanager
 def atomic_path(path: Union[str, Path]) -> Iterator[Path]:
     """A temporary path beside ``path`` for writers that take a path (exporters): when the block succeeds the file
@@ -57,11 +67,7 @@ def atomic_path(path: Union[str, Path]) -> Iterator[Path]:
     tmp = temporary_name(path)
     try:
         yield tmp
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_file(tmp)
         os.replace(tmp, path)
     finally:
         if tmp.exists():

@@ -75,15 +75,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         except ImportError:
             raise ValueError('ONNX Runtime is not installed: pip install onnx onnxruntime, or pass --no-onnx') from None
     if not args.no_openvino:
-        try:
-            import openvino  # noqa: F401
+        from ..deploy.openvino import require_openvino
 
-            if not args.no_int8:
-                import nncf  # noqa: F401
-        except ImportError:
-            raise ValueError(
-                'OpenVINO or NNCF is not installed: pip install "emo[openvino]", or pass --no-openvino (or --no-int8)'
-            ) from None
+        try:
+            require_openvino(int8=not args.no_int8)
+        except ValueError as e:
+            raise ValueError(f'{e}, or pass --no-openvino (or --no-int8)') from None
     settings = BenchSettings(
         variants=args.models,
         peers=args.peers,

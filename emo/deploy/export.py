@@ -227,13 +227,12 @@ def export_model(
     path = Path(output) if output else Path(default)
     # before minutes of export, not after
     if fmt == 'openvino':
-        from .openvino import check_ir_outputs, require_openvino
+        from .openvino import check_calibration_folder, check_ir_outputs, require_openvino
 
         require_openvino(int8=calibrate is not None)
         path = check_ir_outputs(path, overwrite)[0]
-        if calibrate is not None and not Path(calibrate).is_dir():
-            what = 'is a file' if Path(calibrate).exists() else 'does not exist'
-            raise NotADirectoryError(f'calibration folder {calibrate} {what}; give a folder of images (any depth)')
+        if calibrate is not None:
+            check_calibration_folder(calibrate)
     else:
         check_output_file(path, overwrite, default)
     model = create_with_weights(model_name, weights).eval()

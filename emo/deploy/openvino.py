@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..files import scratch_folder
+from ..files import fsync_file, scratch_folder
 from ..timing import time_interleaved
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     'IRClassifier',
     'MIN_INT8_COSINE',
     'calibration_images',
+    'check_calibration_folder',
     'check_ir_outputs',
     'compile_ir',
     'export_openvino',
@@ -129,6 +130,15 @@ def logit_agreement(expected: torch.Tensor, got: torch.Tensor) -> Dict[str, floa
     }
 
 
+def check_calibration_folder(folder: PathLike) -> Path:
+    """``folder`` as a Path, or one clear error when it is no folder."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        what = 'is a file' if folder.exists() else 'does not exist'
+        raise NotADirectoryError(f'calibration folder {folder} {what}; give a folder of images (any depth)')
+    return folder
+
+
 def calibration_images(
     folder: PathLike, model: nn.Module, img_size: Tuple[int, int], limit: int = CALIBRATION_LIMIT
 ) -> Tuple[List[np.ndarray], List[str]]:
@@ -140,10 +150,7 @@ def calibration_images(
     from ..cli.predict import open_rgb
     from ..training.data import IMAGE_EXTENSIONS, images_under
 
-    folder = Path(folder)
-    if not folder.is_dir():
-        what = 'is a file' if folder.exists() else 'does not exist'
-        raise NotADirectoryError(f'calibration folder {folder} {what}; give a folder of images (any depth)')
+    folder = check_calibration_folder(folder)
     paths = images_under(str(folder))
     if not paths:
         raise ValueError(f'{folder} holds no images ({", ".join(IMAGE_EXTENSIONS)}) to calibrate int8 with')
@@ -277,17 +284,10 @@ def _agreement(model: nn.Module, ir, images: torch.Tensor) -> Dict[str, float]:
 def _move_pair(scratch: Path, xml: Path, bin_: Path, overwrite: bool) -> None:
     """Move a checked ``model.xml``/``model.bin`` from ``scratch`` into place. A reader sees the old pair, no
     ``.xml``, or the new pair: the old ``.xml`` goes aside first, the new ``.bin`` before the new ``.xml``."""
-    from .export import check_output_file
-
     for name in ('model.xml', 'model.bin'):
-        fd = os.open(scratch / name, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_file(scratch / name)
     if not overwrite:  # minutes have passed since the first check: a file may have appeared meanwhile
-        for file in (xml, bin_):
-            check_output_file(file, overwrite, xml.name)
+        check_ir_outputs(xml, overwrite)
     if xml.exists():
         os.replace(xml, scratch / 'replaced.xml')  # removed with the scratch folder
     os.replace(scratch / 'model.bin', bin_)
