@@ -9,8 +9,12 @@
 * :func:`sigterm_raises`: inside it, SIGTERM (what ``kill``, ``torchrun`` and schedulers send) raises
   :class:`Terminated`, so ``finally`` blocks run and remove their temporaries, as for Ctrl-C.
 * :func:`remove_stale_temporaries`: a SIGKILL runs no ``finally``; the next run removes what the killed one left.
+* :func:`folder_lock`: one run a folder: an exclusive ``flock`` on a lock file in it, which the OS releases when
+  the process dies, however it dies, so a killed run never leaves a stale lock.
 """
 
+import fcntl
+import io
 import os
 import shutil
 import signal
@@ -33,6 +37,10 @@ __all__ = [
     'remove_stale_temporaries',
     'scratch_folder',
     'sigterm_raises',
+    'FolderInUse',
+    'LOCK_FILE',
+    'folder_lock',
+    'WriteFailed',
 ]
 
 _TMP_MARK = '.tmp-'
@@ -88,10 +96,37 @@ def scratch_folder(parent: Union[str, Path], prefix: str) -> Iterator[Path]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+class WriteFailed(OSError):
+    """A result file could not be written (a full disk, a file-size limit, a read-only folder); the file that was
+    there is unchanged. An OSError, so the ``emo`` command prints it as one line."""
+
+
 def atomic_write(path: Union[str, Path], write: Callable[[IO[bytes]], None]) -> None:
-    """Call ``write(f)`` on a temporary file beside ``path``, flush it to disk, then rename it over ``path``."""
-    with atomic_path(path) as tmp, open(tmp, 'wb') as f:
-        write(f)
+    """Call ``write(f)`` on a temporary file beside ``path``, flush it to disk, then rename it over ``path``.
+
+    The bytes are made in memory first (these files are checkpoints, tables and plots, megabytes at most), so that
+    a write the disk refuses is reported with the size it needed, as one :class:`WriteFailed`, never as the
+    traceback of a serializer that failed half-way.
+    """
+    path = Path(path)
+    buffer = io.BytesIO()
+    write(buffer)
+    data = buffer.getbuffer()
+    try:
+        with atomic_path(path) as tmp, open(tmp, 'wb') as f:
+            f.write(data)
+    except OSError as e:
+        if isinstance(e, WriteFailed):
+            raise
+        try:
+            free = f'{shutil.disk_usage(path.parent).free / 2**20:.1f} MiB free there'
+        except OSError:
+            free = 'free space unknown'
+        raise WriteFailed(
+            f'could not write {path} ({e.strerror or e}): it needs {len(data) / 2**20:.2f} MiB, {free}; '
+            f'{"the " + path.name + " that was there is unchanged" if path.exists() else "nothing was written"}. '
+            'Free space (or raise the file-size limit) and run again'
+        ) from None
 
 
 def atomic_write_text(path: Union[str, Path], text: str) -> None:
@@ -154,3 +189,89 @@ def sigterm_raises() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+class FolderInUse(OSError):
+    """Another live process holds the folder's lock (an OSError, so the ``emo`` command prints it as one line)."""
+
+
+# the lock file a run holds in its folder; hidden, and removed when the run ends
+LOCK_FILE = '.emo-run.lock'
+
+
+@contextmanager
+def folder_lock(folder: Union[str, Path], command: str, option: str = '--output') -> Iterator[Path]:
+    """Own ``folder`` for the block: an exclusive ``flock`` on ``folder/.emo-run.lock`` (the folder is made if
+    needed). A second process that asks while it is held gets :class:`FolderInUse` naming the holder (its process
+    id and command); the OS releases the lock when the holder dies, so a SIGKILL leaves no stale lock.
+
+    The lock is taken before anything is written into the folder, so it doubles as the check that the folder is
+    writable. A folder this call made and that holds nothing else when the block fails is removed again: a
+    refused run leaves nothing behind.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise FileExistsError(f'{option} {folder} is a file, not a folder: choose a folder')
+    made = not folder.exists()
+    lock = folder / LOCK_FILE
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = _locked(lock)
+    except FolderInUse:
+        raise
+    except OSError as e:
+        raise WriteFailed(
+            f'{option} {folder} is not writable ({e.strerror or e}): nothing was written; choose a folder you can '
+            'write to'
+        ) from None
+    if fd is None:
+        try:
+            holder = lock.read_text(errors='replace').strip() or 'a process that has not named itself yet'
+        except OSError:
+            holder = 'another process'
+        raise FolderInUse(
+            f'{option} {folder} is in use by another run ({holder}): wait for it to end, or choose another {option}'
+        )
+    ok = False
+    try:
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f'process {os.getpid()}: {command}\n'.encode())
+        except OSError as e:  # a full disk or a file-size limit: the run could not write its results either
+            raise WriteFailed(
+                f'{option} {folder} is not writable ({e.strerror or e}): nothing was written; free space or '
+                'choose another folder'
+            ) from None
+        yield lock
+        ok = True
+    finally:
+        # unlink before unlocking: a process that opens the name after this gets a new file (and _locked checks
+        # that the file it locked is still the one named)
+        lock.unlink(missing_ok=True)
+        os.close(fd)
+        if made and not ok:
+            try:
+                folder.rmdir()  # only if empty: what a run wrote stays
+            except OSError:
+                pass
+
+
+def _locked(lock: Path) -> Union[int, None]:
+    """An open, flocked descriptor of ``lock``, or None when another process holds it."""
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        except BaseException:
+            os.close(fd)
+            raise
+        try:
+            same = os.fstat(fd).st_ino == os.stat(lock).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fd
+        os.close(fd)  # the holder removed the file between our open and our lock: take the new one

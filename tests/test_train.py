@@ -421,7 +421,7 @@ def test_ddp_survives_a_batch_with_no_readable_image(tmp_path):
     two = _torchrun_train(['--output', tmp_path / 'run', '--data', data, '--epochs', '1', *_fast('--batch-size', '2')])
     assert two.returncode == 0, two.stderr[-3000:]
     assert 'parameters identical on all 2 processes' in two.stderr
-    assert 'process 0: batch 0 of epoch 1 has no readable image' in two.stderr
+    assert 'process 0: batch 0 of epoch 1 has fewer than 2 readable image(s)' in two.stderr
     listed = (tmp_path / 'run' / 'skipped_images.txt').read_text().splitlines()
     assert sorted(listed) == sorted(str(Path(p).resolve()) for p in unreadable)
     row = _metrics(tmp_path / 'run')[0]
@@ -452,3 +452,157 @@ def test_emo2_fine_tunes_from_an_official_file_and_validate_agrees(tmp_path, tin
     assert result.returncode == 0, result.stderr
     last = _metrics(run)[-1]
     assert f'top-1 {float(last["val_top1"]):.2f}' in result.stdout
+
+
+def _wait_for(path: Path, proc: subprocess.Popen, seconds: float = 300) -> None:
+    deadline = time.time() + seconds
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()[1]
+        assert time.time() < deadline, f'{path} did not appear'
+        time.sleep(0.01)
+
+
+def test_a_folder_in_use_by_a_run_is_refused_to_a_second_one(tmp_path, tiny):
+    from emo.files import LOCK_FILE
+
+    run = tmp_path / 'run'
+    first = subprocess.Popen(
+        [sys.executable, '-m', 'emo.cli', 'train', '--data', str(tiny), '--output', str(run), '--epochs', '2', *FAST],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait_for(run / LOCK_FILE, first)  # held from before the first file is written
+        for extra in ([], ['--exist-ok']):  # no flag lets two runs share a folder
+            second = emo_in_process('train', '--data', tiny, '--output', run, '--epochs', '2', *FAST, *extra)
+            line = _one_error_line(second)
+            assert f'--output {run} is in use by another run (process {first.pid}: emo train)' in line, line
+        _, err = first.communicate(timeout=300)
+    finally:
+        first.kill()
+    assert first.returncode == 0, err
+    rows, last = _metrics(run), torch.load(run / 'last.pth', weights_only=True)
+    assert [int(r['epoch']) for r in rows] == [1, 2] and last['epoch'] == 1  # the first run's files, whole
+    assert [h['val_top1'] for h in last['history']] == [float(r['val_top1']) for r in rows]
+    assert not (run / LOCK_FILE).exists()
+
+
+def _poisoned_optimizer(checkpoint: Path, into: Path) -> None:
+    """``checkpoint`` with NaN in its AdamW moments: the first step after resuming makes the weights NaN, as a
+    learning rate far too high does."""
+    state = torch.load(checkpoint, weights_only=True)
+    for moments in state['optimizer']['state'].values():
+        moments['exp_avg'].fill_(float('nan'))
+    torch.save(state, into)
+
+
+def test_a_diverged_run_stops_keeps_its_last_good_files_and_nan_weights_are_refused(tmp_path, tiny, finished_run):
+    fresh = emo_in_process(
+        'train', '--data', tiny, '--output', tmp_path / 'fresh', '--epochs', '2', *_fast('--lr', '1e6')
+    )
+    line = _one_error_line(fresh)
+    assert line.startswith('emo train: error: training diverged at epoch 1, step ') and 'Lower --lr' in line
+    assert 'no checkpoint was written' in line and not (tmp_path / 'fresh').exists()
+
+    run = tmp_path / 'run'
+    shutil.copytree(finished_run, run)
+    _poisoned_optimizer(finished_run / 'last.pth', run / 'last.pth')
+    before = {name: (run / name).read_bytes() for name in ('best.pth', 'last.pth', 'metrics.csv')}
+    resumed = emo_in_process(
+        'train', '--data', tiny, '--output', run, '--resume', run / 'last.pth', '--epochs', '2', *FAST
+    )
+    line = _one_error_line(resumed)
+    assert line.startswith('emo train: error: training diverged at epoch 2, step 1:'), line
+    assert 'last.pth and best.pth are those of epoch 1 and earlier, untouched' in line
+    assert {name: (run / name).read_bytes() for name in before} == before
+
+    # a checkpoint whose weights are NaN (written by an older emo, or by hand) is neither evaluated nor exported
+    state = torch.load(finished_run / 'best.pth', weights_only=True)
+    next(v for v in state['state_dict'].values() if v.is_floating_point()).fill_(float('nan'))
+    torch.save(state, tmp_path / 'nan.pth')
+    image = next((tiny / 'val').rglob('*.png'))
+    for argv in (
+        ('validate', '--data', tiny / 'val', '--checkpoint', tmp_path / 'nan.pth', '--output', tmp_path / 'v'),
+        ('export', 'onnx', '--model', 'emo_1m', '--weights', tmp_path / 'nan.pth', '-o', tmp_path / 'nan.onnx'),
+        ('predict', image, '--weights', tmp_path / 'nan.pth'),
+    ):
+        line = _one_error_line(emo_in_process(*argv))
+        assert 'holds non-finite weights' in line and 'lower --lr' in line, line
+    assert not (tmp_path / 'nan.onnx').exists() and not (tmp_path / 'v').exists()
+
+
+def test_a_kill_between_the_checkpoint_writes_is_put_right_at_resume(tmp_path, tiny, finished_run, caplog):
+    run = tmp_path / 'run'
+    shutil.copytree(finished_run, run)
+    # what a kill right after last.pth of a best epoch leaves: best.pth not yet written (epoch 1: none at all), and
+    # metrics.csv of the epoch before (none)
+    (run / 'best.pth').unlink()
+    (run / 'metrics.csv').unlink()
+    resumed = emo_in_process(
+        'train', '--data', tiny, '--output', run, '--resume', run / 'last.pth', '--epochs', '1', *FAST
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert 'best.pth was missing, while' in caplog.text and 'records epoch 1 as the best' in caplog.text
+    assert (run / 'best.pth').read_bytes() == (run / 'last.pth').read_bytes()
+    assert _metrics(run) == _metrics(finished_run)
+
+
+def test_link_loops_and_names_that_are_not_utf8_are_listed_escaped(tmp_path, finished_run, tiny):
+    val = tmp_path / 'val'
+    shutil.copytree(tiny / 'val', val)
+    (val / 'red_blob' / 'loop.png').symlink_to('loop.png')  # a link to itself: any open fails with ELOOP
+    with open(os.fsencode(val / 'green_blob') + b'/caf\xe9.png', 'wb') as f:  # Latin-1 bytes in a name
+        f.write(b'not an image')
+    result = emo_in_process('validate', '--data', val, '--checkpoint', finished_run / 'best.pth', '--output', tmp_path)
+    assert result.returncode == 0 and 'Traceback' not in result.stderr, result.stderr
+    assert 'skipped 2 unreadable image(s)' in result.stdout
+    listed = (tmp_path / 'validate_skipped_images.txt').read_text(encoding='utf-8').splitlines()
+    assert listed == [str(val / 'green_blob' / 'caf\\xe9.png'), str(val / 'red_blob' / 'loop.png')]
+
+
+def _fsize_limit(limit: int):
+    import resource
+
+    return lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+
+def test_a_full_disk_is_one_line_and_an_unwritable_folder_is_refused_before_training(tmp_path, tiny, finished_run):
+    run = tmp_path / 'run'
+    shutil.copytree(finished_run, run)
+    before = {name: (run / name).read_bytes() for name in ('best.pth', 'last.pth', 'metrics.csv')}
+    args = ['train', '--data', tiny, '--output', run, '--resume', run / 'last.pth', '--epochs', '2', *FAST]
+    # 1 MiB a file: the metrics and plots fit, a checkpoint (19 MiB) does not, as on a disk that is full
+    full = _emo(*args, preexec_fn=_fsize_limit(2**20))
+    last_line = full.stderr.strip().splitlines()[-1]
+    assert full.returncode == 1 and 'Traceback' not in full.stderr, full.stderr
+    assert last_line.startswith(f'emo train: error: could not write {run / "last.pth"} (File too large): it needs')
+    assert 'the last.pth that was there is unchanged' in last_line
+    assert {name: (run / name).read_bytes() for name in before} == before
+    assert not [p.name for p in run.iterdir() if '.tmp-' in p.name]
+
+    nothing = _emo(
+        'train', '--data', tiny, '--output', tmp_path / 'new', '--epochs', '1', *FAST, preexec_fn=_fsize_limit(0)
+    )
+    assert nothing.returncode == 1 and 'epoch 1' not in nothing.stderr, nothing.stderr
+    assert _one_error_line(nothing).startswith(f'emo train: error: --output {tmp_path / "new"} is not writable')
+    assert not (tmp_path / 'new').exists()
+
+
+def test_a_batch_left_with_one_image_is_skipped_and_counted(tmp_path, caplog):
+    from emo.training.data import SkippingImageFolder
+
+    data = make_image_folders(tmp_path / 'd', train_per_class=2, val_per_class=2, size=40)['train'].parent
+    samples = SkippingImageFolder(data / 'train').samples
+    sampler = torch.utils.data.DistributedSampler(range(len(samples)), 1, 0, shuffle=True, seed=1, drop_last=True)
+    sampler.set_epoch(0)
+    Path(samples[list(sampler)[0]][0]).write_bytes(b'')  # the first batch of 2 keeps one image: BatchNorm cannot
+    result = emo_in_process(
+        'train', '--data', data, '--output', tmp_path / 'run', '--epochs', '1', *_fast('--batch-size', '2')
+    )
+    assert result.returncode == 0, result.stderr
+    assert 'batch 0 of epoch 1 has fewer than 2 readable image(s); not trained on' in caplog.text
+    assert 'skipped 1 training step(s) whose batch had fewer than 2 readable sample(s)' in caplog.text
+    assert len(_metrics(tmp_path / 'run')) == 1
+    one = emo_in_process('train', '--data', data, '--output', tmp_path / 'one', *_fast('--batch-size', '1'))
+    assert '--batch-size 1 cannot train BatchNorm' in _one_error_line(one) and '--freeze-bn' in _one_error_line(one)

@@ -131,10 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument('images', nargs='+', metavar='IMAGE')
     predict.add_argument(
         '--model',
-        default='emo_2m',
+        default=None,
         choices=model_names(),
         metavar='MODEL',
-        help='a variant (its default weights) or a pretrained tag, e.g. emo2_5m.dist_in1k (default emo_2m)',
+        help='a variant (its default weights) or a pretrained tag, e.g. emo2_5m.dist_in1k (default: the model an emo '
+        'train checkpoint given as --weights records, else emo_2m)',
     )
     predict.add_argument(
         '--weights',

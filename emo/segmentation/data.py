@@ -8,6 +8,7 @@ a value that is no class and not the ignore index, is unreadable like a corrupt 
 batch and listed, never replaced by another one.
 """
 
+import logging
 import os
 from pathlib import Path
 from typing import Callable, List, Optional, Tuple, Union
@@ -19,24 +20,46 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from ..detection import IMAGENET_MEAN, IMAGENET_STD
-from ..training.data import IMAGE_EXTENSIONS, Unreadable
+from ..training.data import IMAGE_EXTENSIONS, Unreadable, printable, unreadable
 
 __all__ = ['SegmentationFolder', 'check_segmentation_folder', 'train_transform', 'eval_transform', 'read_mask']
 
+_logger = logging.getLogger(__name__)
 MASK_MODES = ('P', 'L', 'I', 'I;16')  # single-channel modes whose values are the class indices
 
 
-def _files(folder: Path, extensions: Tuple[str, ...]) -> dict:
-    return {
-        Path(name).stem: folder / name
-        for name in sorted(os.listdir(folder))
-        if name.lower().endswith(extensions) and not name.startswith('.')
-    }
+def _files(folder: Path, extensions: Tuple[str, ...]) -> Tuple[dict, List[str]]:
+    """The files of ``folder`` with ``extensions`` by name stem, and the names of the other (not hidden) files.
+
+    Two files of one stem (``x.jpg`` and ``x.png``) would pair one of them with the mask and drop the other unseen:
+    a ValueError naming both.
+    """
+    by_stem, others = {}, []
+    for name in sorted(os.listdir(folder)):
+        if name.startswith('.') or (folder / name).is_dir():
+            continue
+        if not name.lower().endswith(extensions):
+            others.append(name)
+            continue
+        stem = Path(name).stem
+        if stem in by_stem:
+            raise ValueError(
+                f'{folder} holds {by_stem[stem].name} and {name}: both would be paired with the mask {stem}.png, '
+                'so one of them would be left out; rename or move one'
+            )
+        by_stem[stem] = folder / name
+    return by_stem, others
+
+
+def _named(names: List[str], limit: int = 3) -> str:
+    shown = ', '.join(names[:limit])
+    return shown + (f' and {len(names) - limit} more' if len(names) > limit else '')
 
 
 def check_segmentation_folder(root: Path, split: str) -> List[Tuple[Path, Path]]:
     """The (image, mask) pairs of ``root/images/split`` and ``root/annotations/split``, paired by file name stem;
-    one clear error for a missing folder, an empty one or an image without its mask."""
+    one clear error for a missing folder, an empty one, an image without its mask or two images of one stem, and a
+    warning naming the files left out (other extensions, masks without an image)."""
     images_dir, masks_dir = Path(root) / 'images' / split, Path(root) / 'annotations' / split
     for folder in (images_dir, masks_dir):
         if not folder.is_dir():
@@ -44,7 +67,7 @@ def check_segmentation_folder(root: Path, split: str) -> List[Tuple[Path, Path]]
                 f'{folder} does not exist: expected {images_dir}/NAME.jpg with masks {masks_dir}/NAME.png '
                 '(the ADE20K layout; choose the split folder names with --train-split / --val-split)'
             )
-    images, masks = _files(images_dir, IMAGE_EXTENSIONS), _files(masks_dir, ('.png',))
+    (images, other_images), (masks, other_masks) = _files(images_dir, IMAGE_EXTENSIONS), _files(masks_dir, ('.png',))
     if not images:
         raise ValueError(f'{images_dir} holds no images ({", ".join(IMAGE_EXTENSIONS)})')
     unmatched = [path.name for stem, path in images.items() if stem not in masks]
@@ -53,6 +76,14 @@ def check_segmentation_folder(root: Path, split: str) -> List[Tuple[Path, Path]]
             f'{len(unmatched)} image(s) in {images_dir} have no mask NAME.png in {masks_dir} (first: {unmatched[0]}): '
             'add the masks or move those images out'
         )
+    lone_masks = [path.name for stem, path in masks.items() if stem not in images]
+    for folder, names, what in (
+        (images_dir, other_images, f'not images ({", ".join(IMAGE_EXTENSIONS)})'),
+        (masks_dir, other_masks, 'not .png masks'),
+        (masks_dir, lone_masks, 'masks without an image'),
+    ):
+        if names:
+            _logger.warning('left out %d file(s) of %s, %s: %s', len(names), folder, what, printable(_named(names)))
     return [(path, masks[stem]) for stem, path in images.items()]
 
 
@@ -115,15 +146,14 @@ class SegmentationFolder(torch.utils.data.Dataset):
             with Image.open(image_path) as img:
                 image = img.convert('RGB')  # decodes fully: a truncated file fails here
         except Exception as e:  # noqa: BLE001 - any decoder error means: skip this sample
-            return Unreadable(str(image_path.resolve()), f'{type(e).__name__}: {e}')
+            return unreadable(image_path, e)
         try:
             labels = self._labels(mask_path)
         except Exception as e:  # noqa: BLE001
-            return Unreadable(str(mask_path.resolve()), f'{type(e).__name__}: {e}')
+            return unreadable(mask_path, e)
         if labels.shape != (image.height, image.width):
-            return Unreadable(
-                str(mask_path.resolve()),
-                f'mask is {labels.shape[1]}x{labels.shape[0]}, its image {image.width}x{image.height}',
+            return unreadable(
+                mask_path, f'mask is {labels.shape[1]}x{labels.shape[0]}, its image {image.width}x{image.height}'
             )
         sample = tv_tensors.Image(v2.functional.pil_to_tensor(image)), tv_tensors.Mask(torch.from_numpy(labels))
         return self.transform(*sample) if self.transform else sample

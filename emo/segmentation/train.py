@@ -34,10 +34,13 @@ from ..training.distributed import Distributed
 from ..training.runs import (
     add_run_arguments,
     check_output,
+    check_step_finite,
     epoch_progress,
     finish_run,
     gather_epoch,
+    own_run_folder,
     prepare_run_folder,
+    restore_best,
     restore_training,
     run_loaders,
     save_checkpoints,
@@ -103,9 +106,13 @@ def _check_arguments(args) -> None:
         ('--batch-size', args.batch_size, _min_batch(args.segmenter)),
         ('--num-classes', args.num_classes, 2),
     )
+    reasons = {
+        '--batch-size': f' for {args.segmenter} (its image-pool BatchNorm sees one value a sample)',
+        '--num-classes': ' (a mask of one class leaves nothing to tell apart: every pixel would be right)',
+    }
     for flag, value, minimum in least:
         if value < minimum:
-            why = f' for {args.segmenter} (its image-pool BatchNorm sees one value a sample)' if minimum == 2 else ''
+            why = reasons.get(flag, '') if minimum == 2 else ''
             raise ValueError(f'{flag} must be at least {minimum}{why}, got {value}')
     if args.crop_size < 32:
         raise ValueError(f'--crop-size {args.crop_size} is too small: EMO downsamples by 32 and needs at least 32')
@@ -179,10 +186,11 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
     if args.resume:
         resume_state = _read_resume(args.resume, settings)
     resume_epoch = resume_state['epoch'] if resume_state else None
-    check_output(args.output, args.resume, args.exist_ok, resume_epoch, RUN_FILES[:3])
     env = Distributed(args.device)
     try:
-        return _train(args, env, settings, train_set, val_set, resume_state)
+        check = functools.partial(check_output, args.output, args.resume, args.exist_ok, resume_epoch, RUN_FILES[:3])
+        with own_run_folder(env, args.output, 'emo segment train', check):
+            return _train(args, env, settings, train_set, val_set, resume_state)
     finally:
         env.close()
 
@@ -246,7 +254,12 @@ def _train(
         restore_training(resume_state, model, optimizer, scheduler, scaler)
         start_epoch = resume_state['epoch'] + 1
         history, best = list(resume_state['history']), dict(resume_state['best'])
-        resume_state = None
+        # a kill between the checkpoint writes and the metrics leaves them out of step: put them back first
+        state = resume_state
+        env.run_where(
+            env.main, lambda: (restore_best(output, args.resume, state, _logger), _write_metrics(history, output))
+        )
+        resume_state = state = None
         if env.main:
             _logger.info('resumed from %s: epoch %d of %d done', args.resume, start_epoch, args.epochs)
             if start_epoch >= args.epochs:
@@ -309,7 +322,7 @@ def _train(
         )
         return row
 
-    result, min_batch = {}, _min_batch(args.segmenter)
+    result, min_batch, small_batches = {}, _min_batch(args.segmenter), 0
     for epoch in range(start_epoch, args.epochs):
         seed_epoch(args.seed, epoch, env.rank)
         sampler.set_epoch(epoch)
@@ -332,6 +345,7 @@ def _train(
                 # a step is taken by all processes together (the gradient exchange needs each): when one cannot,
                 # all skip it; the schedule still advances, as in an uninterrupted or resumed run
                 scheduler.step()
+                small_batches += 1
                 continue
             images, masks = images.to(env.device, non_blocking=True), masks.to(env.device, non_blocking=True)
             with autocast():
@@ -342,6 +356,7 @@ def _train(
             else:
                 loss.backward()
                 optimizer.step()
+            check_step_finite(env, loss, model, scaler is not None, epoch, step, args.lr)
             scheduler.step()
             loss_sum += loss.detach() * images.shape[0]
             seen += images.shape[0]
@@ -354,7 +369,7 @@ def _train(
         row = env.run_where(env.main, functools.partial(finish_epoch, epoch, train_loss, epoch_time, seen_all))
         result = row or result
 
-    finish_run(env, model, skipped, output, _logger)
+    finish_run(env, model, skipped, output, _logger, small_batches, min_batch)
     if env.main:
         _logger.info('best mIoU %.2f at epoch %d; checkpoints in %s', best['val_mIoU'], best['epoch'], output)
     return result

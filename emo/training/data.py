@@ -24,6 +24,8 @@ __all__ = [
     'collate_readable',
     'readable_loader',
     'SkippedImages',
+    'printable',
+    'unreadable',
 ]
 
 _logger = logging.getLogger(__name__)
@@ -96,6 +98,19 @@ def check_image_folders(train_dir: Optional[Path], val_dir: Optional[Path]) -> L
     return classes
 
 
+def printable(text: str) -> str:
+    """``text`` with the bytes of a file name that is not UTF-8 written as ``\\xNN`` escapes: Python hands such names
+    over as lone surrogates, which no UTF-8 file, log or CSV can hold."""
+    return text.encode('utf-8', 'surrogateescape').decode('utf-8', 'backslashreplace')
+
+
+def unreadable(path: Union[str, os.PathLike], error: Union[Exception, str]) -> 'Unreadable':
+    """The :class:`Unreadable` record of ``path``: its absolute path with links resolved where they resolve (a link
+    loop stays as named; ``Path.resolve`` raises on it), name and error printable."""
+    why = error if isinstance(error, str) else f'{type(error).__name__}: {error}'
+    return Unreadable(printable(os.path.realpath(path)), printable(why))
+
+
 class Unreadable(NamedTuple):
     """A sample whose file could not be read or decoded: it is dropped from its batch, never replaced."""
 
@@ -152,7 +167,7 @@ class SkippingImageFolder(torch.utils.data.Dataset):
             with Image.open(path) as img:
                 img = img.convert('RGB')  # decodes fully: truncated files fail here, not later
         except Exception as e:  # noqa: BLE001 - any decoder error means: skip this file
-            return Unreadable(str(Path(path).resolve()), f'{type(e).__name__}: {e}')
+            return unreadable(path, e)
         return (self.transform(img) if self.transform else img), target
 
 
@@ -186,6 +201,7 @@ class SkippedImages:
 
     def add(self, skipped: Iterable[Unreadable]) -> None:
         for item in skipped:
+            item = Unreadable(printable(item.path), printable(item.error))
             if item.path not in self.errors:
                 self.errors[item.path] = item.error
                 _logger.warning('skipping unreadable image %s (%s)', item.path, item.error)
@@ -193,7 +209,7 @@ class SkippedImages:
     def update(self, paths: Iterable[str]) -> None:
         """Merge paths met by other processes (already warned about there)."""
         for path in paths:
-            self.errors.setdefault(path, '')
+            self.errors.setdefault(printable(path), '')
 
     def write(self, path: Path) -> None:
         """Write the sorted list to ``path``, or remove an earlier run's ``path`` when nothing was skipped."""

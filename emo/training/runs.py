@@ -1,6 +1,7 @@
-"""What every ``emo ... train`` run does the same way (``emo train``, ``emo segment train``): refuse to write over
-another run, seed each epoch, sample and load, gather an epoch across processes, write checkpoints and CSVs
-atomically, and say at the end what the processes agreed on and what was skipped."""
+"""What every ``emo ... train`` run does the same way (``emo train``, ``emo segment train``): own its folder while it
+runs, refuse to write over another run, seed each epoch, sample and load, stop when the training diverges, gather
+an epoch across processes, write checkpoints and CSVs atomically (and put them back in agreement after a kill),
+and say at the end what the processes agreed on and what was skipped."""
 
 import argparse
 import csv
@@ -10,8 +11,9 @@ import logging
 import math
 import os
 import random
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -20,13 +22,14 @@ import torch.nn as nn
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from ..files import atomic_write, atomic_write_text, remove_stale_temporaries
+from ..files import atomic_write, atomic_write_text, folder_lock, remove_stale_temporaries
 from ..weights import CheckpointError, read_checkpoint
 from .data import SKIPPED_FILE, SkippedImages, readable_loader
 from .distributed import Distributed
 
 __all__ = [
     'add_run_arguments',
+    'own_run_folder',
     'check_output',
     'seed_epoch',
     'prepare_run_folder',
@@ -35,6 +38,9 @@ __all__ = [
     'epoch_progress',
     'gather_epoch',
     'save_checkpoints',
+    'restore_best',
+    'TrainingDiverged',
+    'check_step_finite',
     'write_csv',
     'finish_run',
 ]
@@ -64,6 +70,22 @@ def seed_epoch(seed: int, epoch: int, rank: int) -> None:
     random.seed(s)
     np.random.seed(s % 2**32)
     torch.manual_seed(s)
+
+
+@contextmanager
+def own_run_folder(env: Distributed, output: Path, command: str, check: Callable[[], None]) -> Iterator[None]:
+    """Process 0 holds ``output``'s lock (:func:`emo.files.folder_lock`) for the block, taken before anything is
+    written there, then runs ``check`` (:func:`check_output`) under it; a second run on the same folder is refused
+    in one line naming the holder, and a refused run (any error before the block) leaves no folder it made.
+    Every process must enter it: the others wait for process 0's word."""
+    with ExitStack() as stack:
+
+        def take() -> None:
+            stack.enter_context(folder_lock(output, command))
+            check()
+
+        env.run_where(env.main, take)
+        yield
 
 
 def check_output(
@@ -162,10 +184,70 @@ def gather_epoch(env: Distributed, loss_sum: torch.Tensor, seen: int, skipped: S
 
 
 def save_checkpoints(output: Path, state: dict, is_best: bool) -> None:
-    """``last.pth``, and ``best.pth`` when ``is_best``, each written atomically."""
+    """``last.pth``, and ``best.pth`` when ``is_best``, each written atomically.
+
+    A kill between the two leaves a ``last.pth`` that records this epoch as the best beside an older (or no)
+    ``best.pth``: the resume puts it back (:func:`restore_best`). The metrics files come after both.
+    """
     atomic_write(output / 'last.pth', functools.partial(torch.save, state))
     if is_best:
         atomic_write(output / 'best.pth', functools.partial(torch.save, state))
+
+
+def restore_best(output: Path, resume: Path, state: dict, logger: logging.Logger) -> None:
+    """Before a resume trains on: when the resumed checkpoint records its own epoch as the best, ``best.pth`` must
+    be that checkpoint; a run killed between writing ``last.pth`` and ``best.pth`` left it missing or older, so it is
+    written again from the resumed file."""
+    if int(state['best']['epoch']) != int(state['epoch']) + 1:
+        return  # the best is an earlier epoch, whose best.pth was written before that epoch's last.pth
+    best = output / 'best.pth'
+    try:
+        have = int(read_checkpoint(best)['epoch']) if best.is_file() else None
+    except (CheckpointError, KeyError, TypeError, ValueError):
+        have = None
+    if have == int(state['epoch']):
+        return
+    data = resume.read_bytes()
+    atomic_write(best, lambda f: f.write(data))
+    logger.warning(
+        '%s was %s, while %s records epoch %d as the best (a kill between the two writes): written again from it',
+        best,
+        'missing' if have is None else f'of epoch {have + 1}',
+        resume,
+        int(state['epoch']) + 1,
+    )
+
+
+class TrainingDiverged(ValueError):
+    """The loss or the weights became NaN or inf: the run stops, its last good checkpoints untouched."""
+
+
+def check_step_finite(
+    env: Distributed, loss: torch.Tensor, model: nn.Module, amp: bool, epoch: int, step: int, lr: float
+) -> None:
+    """Stop the run when this step made the weights non-finite, or (without AMP) its loss is; every process asks
+    together (one tiny all-reduce), so all of them stop at the same step.
+
+    With AMP an inf loss is not checked: the gradient scaler skips such a step and lowers its scale, which is how
+    mixed precision works; only weights that did become non-finite stop it.
+    """
+    params = [p.detach() for p in model.parameters()]
+    finite = torch.stack([p.sum(dtype=torch.float64) for p in params]).sum().isfinite()
+    if not amp:
+        finite = finite & loss.detach().isfinite()
+    if env.all_true(bool(finite)):
+        return
+    raise TrainingDiverged(
+        f'training diverged at epoch {epoch + 1}, step {step + 1}: the loss is {loss.item():.4g} and the weights are '
+        f'{"finite" if bool(finite) else "no longer all finite"} (on process {env.rank}); stopped before writing '
+        f'epoch {epoch + 1}, so '
+        + (
+            f'last.pth and best.pth are those of epoch {epoch} and earlier, untouched'
+            if epoch
+            else 'no checkpoint was written'
+        )
+        + f'. Lower --lr (this run: {lr:.3g})'
+    )
 
 
 def write_csv(path: Path, fieldnames: Sequence[str], rows: List[dict]) -> None:
@@ -176,13 +258,30 @@ def write_csv(path: Path, fieldnames: Sequence[str], rows: List[dict]) -> None:
     atomic_write_text(path, text.getvalue())
 
 
-def finish_run(env: Distributed, model: nn.Module, skipped: SkippedImages, output: Path, logger: logging.Logger):
+def finish_run(
+    env: Distributed,
+    model: nn.Module,
+    skipped: SkippedImages,
+    output: Path,
+    logger: logging.Logger,
+    small_batches: int = 0,
+    min_batch: int = 1,
+):
     """The closing lines every process takes part in: under torchrun, whether the replicas ended identical (DDP
-    keeps them in step; this checks it), and how many unreadable images (or masks) were left out."""
+    keeps them in step; this checks it), how many steps were skipped for too few readable samples (all processes
+    skip a step together, so process 0's count is the run's), and how many unreadable images (or masks) were left
+    out."""
     if env.world_size > 1:
         agree = env.replicas_identical(model)
         if env.main:
             logger.info('parameters %s on all %d processes', 'identical' if agree else 'DIFFER', env.world_size)
+    if env.main and small_batches:
+        logger.warning(
+            'skipped %d training step(s) whose batch had fewer than %d readable sample(s) (BatchNorm needs %d)',
+            small_batches,
+            min_batch,
+            min_batch,
+        )
     if env.main and skipped:
         logger.warning(
             'skipped %d unreadable image(s), left out of training and of every number, listed in %s',

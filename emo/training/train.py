@@ -51,10 +51,13 @@ from .evaluate import evaluate
 from .runs import (
     add_run_arguments,
     check_output,
+    check_step_finite,
     epoch_progress,
     finish_run,
     gather_epoch,
+    own_run_folder,
     prepare_run_folder,
+    restore_best,
     restore_training,
     run_loaders,
     save_checkpoints,
@@ -141,18 +144,23 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
     for flag, value, least in (('--epochs', args.epochs, 1), ('--batch-size', args.batch_size, 1)):
         if value < least:
             raise ValueError(f'{flag} must be at least {least}, got {value}')
+    if args.batch_size < 2 and not args.freeze_bn:
+        raise ValueError(
+            '--batch-size 1 cannot train BatchNorm (it needs two samples a channel): use at least 2, or pass '
+            '--freeze-bn to keep its statistics fixed'
+        )
     if args.img_size is not None and args.img_size < 32:
         raise ValueError(f'--img-size {args.img_size} is too small: EMO downsamples by 32 and needs at least 32')
     train_dir, val_dir = args.data / args.train_split, args.data / args.val_split
     class_names = check_image_folders(train_dir, val_dir)  # before anything is built: fail fast and clearly
     img_size = args.img_size or get_pretrained_cfg(args.model).input_size[-1]
     resume_state = _read_resume(args.resume, args.model, class_names, img_size) if args.resume else None
-    check_output(
-        args.output, args.resume, args.exist_ok, resume_state['epoch'] if resume_state else None, RUN_FILES[:3]
-    )
+    resume_epoch = resume_state['epoch'] if resume_state else None
     env = Distributed(args.device)
     try:
-        return _train(args, env, train_dir, val_dir, class_names, resume_state)
+        check = functools.partial(check_output, args.output, args.resume, args.exist_ok, resume_epoch, RUN_FILES[:3])
+        with own_run_folder(env, args.output, 'emo train', check):
+            return _train(args, env, train_dir, val_dir, class_names, resume_state)
     finally:
         env.close()
 
@@ -263,6 +271,10 @@ def _train(
         if ema is not None and 'state_dict_ema' in state:
             ema.module.load_state_dict(state['state_dict_ema'])
         start_epoch, history, best = state['epoch'] + 1, list(state['history']), dict(state['best'])
+        # a kill between the checkpoint writes and the metrics leaves them out of step: put them back first
+        env.run_where(
+            env.main, lambda: (restore_best(output, args.resume, state, _logger), _write_metrics(history, output))
+        )
         del state, resume_state
         if env.main:
             _logger.info('resumed from %s: epoch %d of %d done', args.resume, start_epoch, args.epochs)
@@ -317,6 +329,8 @@ def _train(
 
     num_updates = start_epoch * len(train_loader)
     result = {}
+    # BatchNorm in training mode needs two samples a channel; with --freeze-bn it only reads its statistics
+    min_batch, small_batches = (1 if args.freeze_bn else 2), 0
     for epoch in range(start_epoch, args.epochs):
         seed_epoch(args.seed, epoch, env.rank)
         sampler.set_epoch(epoch)
@@ -330,13 +344,21 @@ def _train(
             images, targets = batch.images, batch.targets
             if images is not None and mixup is not None and len(images) % 2:  # timm's Mixup pairs the images
                 images, targets = (images[:-1], targets[:-1]) if len(images) > 1 else (None, None)
-            if images is None:
-                _logger.warning('process %d: batch %d of epoch %d has no readable image', env.rank, step, epoch + 1)
-            if not env.all_true(images is not None):
-                # a step is taken by all processes together (the gradient exchange needs each): when one has no
-                # image, all skip it; the schedule still advances, as in an uninterrupted or resumed run
+            usable = images is not None and len(images) >= min_batch
+            if not usable:
+                _logger.warning(
+                    'process %d: batch %d of epoch %d has fewer than %d readable image(s); not trained on',
+                    env.rank,
+                    step,
+                    epoch + 1,
+                    min_batch,
+                )
+            if not env.all_true(usable):
+                # a step is taken by all processes together (the gradient exchange needs each): when one cannot,
+                # all skip it; the schedule still advances, as in an uninterrupted or resumed run
                 num_updates += 1
                 scheduler.step_update(num_updates)
+                small_batches += 1
                 continue
             images, targets = images.to(env.device, non_blocking=True), targets.to(env.device, non_blocking=True)
             if mixup is not None:
@@ -351,6 +373,7 @@ def _train(
                 if args.clip_grad:
                     nn.utils.clip_grad_norm_(model.parameters(), args.clip_grad)
                 optimizer.step()
+            check_step_finite(env, loss, model, scaler is not None, epoch, step, lr)
             num_updates += 1
             scheduler.step_update(num_updates)
             if ema is not None:
@@ -371,7 +394,7 @@ def _train(
         row = env.run_where(env.main, functools.partial(finish_epoch, epoch, train_loss, epoch_time, seen_all))
         result = row or result
 
-    finish_run(env, model, skipped, output, _logger)
+    finish_run(env, model, skipped, output, _logger, small_batches, min_batch)
     if env.main:
         _logger.info('best top-1 %.2f at epoch %d; checkpoints in %s', best['val_top1'], best['epoch'], output)
     return result

@@ -19,7 +19,7 @@ import logging
 import os
 import pickle
 import zipfile
-from typing import Dict, List, Mapping, Optional, Tuple, Union
+from typing import Dict, Iterator, List, Mapping, Optional, Tuple, Union
 
 import torch
 from timm.models import clean_state_dict
@@ -31,6 +31,8 @@ from .official_layout import TIMM_BLOCK, family_of, is_official_layout, to_offic
 __all__ = [
     'CheckpointError',
     'read_checkpoint',
+    'check_finite',
+    'check_classifier_checkpoint',
     'unwrap',
     'to_timm_state_dict',
     'is_official_layout',
@@ -80,11 +82,13 @@ def read_checkpoint(path: str) -> dict:
         from safetensors.torch import load_file
 
         try:
-            return load_file(path, device='cpu')
+            state = load_file(path, device='cpu')
         except (SafetensorError, OSError, ValueError) as e:
             raise CheckpointError(
                 f'{path!r} is not a readable safetensors file ({e}); it may be truncated: download or save it again'
             ) from e
+        check_finite(state, path)
+        return state
 
     if head.startswith(b'PK'):
         try:
@@ -103,7 +107,7 @@ def read_checkpoint(path: str) -> dict:
             + (' (it is a plain Python pickle, which emo never unpickles)' if _opcodes(path) is not None else '')
         )
     try:
-        return torch.load(path, map_location='cpu', weights_only=True)
+        state = torch.load(path, map_location='cpu', weights_only=True)
     except pickle.UnpicklingError as e:
         # a reference to a Python object (a class, or a function such as os.system), refused by the weights-only
         # unpickler as 'Unsupported global: GLOBAL x.y' or 'unsupported GLOBAL x.y ... is blocked'; other refusals
@@ -129,6 +133,48 @@ def read_checkpoint(path: str) -> dict:
         raise CheckpointError(
             f'checkpoint file {path!r} is truncated or corrupt ({type(e).__name__}: {e}); download or save it again'
         ) from e
+    check_finite(state, path)
+    return state
+
+
+def check_classifier_checkpoint(checkpoint: object, path: str) -> None:
+    """Refuse a checkpoint of ``emo segment train`` where a classifier's is expected, naming the commands that
+    take it (its keys are a whole segmenter's, which would otherwise be called 'not an EMO checkpoint')."""
+    if isinstance(checkpoint, Mapping) and 'segmenter' in checkpoint:
+        raise CheckpointError(
+            f'{path} is a checkpoint of emo segment train ({checkpoint["segmenter"]} on {checkpoint.get("arch")}), '
+            f'not of a classifier: evaluate it with emo segment validate --checkpoint {path}, predict with emo '
+            f'predict --task segment --weights {path}, export it with emo segment export --checkpoint {path}'
+        )
+
+
+def _weight_tensors(checkpoint: object) -> Iterator[Tuple[str, torch.Tensor]]:
+    """The model weights a checkpoint holds: its top-level tensors and those of its model wrappers (not the
+    optimizer's moments, which may be anything)."""
+    if not isinstance(checkpoint, Mapping):
+        return
+    for key, value in checkpoint.items():
+        if isinstance(value, torch.Tensor):
+            yield str(key), value
+        elif key in _WRAPPER_KEYS and isinstance(value, Mapping):
+            for name, tensor in value.items():
+                if isinstance(tensor, torch.Tensor):
+                    yield f'{key}.{name}', tensor
+
+
+def check_finite(checkpoint: object, path: str) -> None:
+    """Refuse weights with NaN or inf: they come from a training that diverged, and a model made of them predicts
+    one class for everything, which evaluation would report as a score (a constant prediction scores chance)."""
+    bad = [
+        name
+        for name, tensor in _weight_tensors(checkpoint)
+        if tensor.is_floating_point() and not tensor.isfinite().all()
+    ]
+    if bad:
+        raise CheckpointError(
+            f'{path!r} holds non-finite weights (NaN or inf in {len(bad)} tensor(s), first {bad[0]}): the training '
+            'that wrote it diverged, so it can be neither evaluated nor exported; train again with a lower --lr'
+        )
 
 
 def _opcodes(path: str, limit: int = 64) -> Optional[list]:

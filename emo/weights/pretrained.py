@@ -95,13 +95,14 @@ def create_with_weights(model_name: str, weights: Union[bool, str, os.PathLike] 
 
     if isinstance(weights, (str, os.PathLike)):
         overlay = dict(kwargs.pop('pretrained_cfg_overlay', None) or {}, file=os.fspath(weights))
-        if 'num_classes' not in kwargs and not os.fspath(weights).endswith('.safetensors'):
-            # a checkpoint of `emo train` names its classes: its head is built that wide (timm would otherwise drop
-            # a head whose width differs from the released 1000 classes, or fail on it)
-            from .checkpoint import read_checkpoint
+        if not os.fspath(weights).endswith('.safetensors'):
+            from .checkpoint import check_classifier_checkpoint, read_checkpoint
 
             state = read_checkpoint(os.fspath(weights))
-            if isinstance(state, dict) and state.get('class_names'):
+            check_classifier_checkpoint(state, os.fspath(weights))
+            # a checkpoint of `emo train` names its classes: its head is built that wide (timm would otherwise drop
+            # a head whose width differs from the released 1000 classes, or fail on it)
+            if 'num_classes' not in kwargs and isinstance(state, dict) and state.get('class_names'):
                 kwargs['num_classes'] = overlay['num_classes'] = len(state['class_names'])
         return timm.create_model(model_name, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
     return timm.create_model(model_name, pretrained=bool(weights), **kwargs)
