@@ -56,7 +56,7 @@ def test_zoo_table():
     assert 'measuring latency' in result.stderr  # the progress bar
 
 
-def _manual_top5(model, path):
+def _manual_top5(model, path, k=5):
     """Independent preprocessing: resize the short side to 256 (bicubic), centre-crop 224, normalise."""
     img = Image.open(path).convert('RGB')
     w, h = img.size
@@ -69,7 +69,7 @@ def _manual_top5(model, path):
     x = (x - torch.tensor(IMAGENET_DEFAULT_MEAN)[:, None, None]) / torch.tensor(IMAGENET_DEFAULT_STD)[:, None, None]
     with torch.no_grad():
         probs = model.eval()(x[None]).softmax(-1)[0]
-    return probs.topk(5)
+    return probs.topk(k)
 
 
 def test_predict_with_weights_file(tmp_path, official_files):
@@ -119,3 +119,22 @@ def test_predict_errors_are_clear(tmp_path, official_files, monkeypatch):
     assert missing.returncode == 1 and missing.stderr.strip().splitlines() == [
         f"emo predict: error: no image file '{tmp_path / 'nope.jpg'}'; give the paths of image files"
     ]
+
+
+def test_predict_uses_what_an_emo_train_checkpoint_records(tmp_path):
+    # what emo train writes, as far as predict reads it: the architecture, the class names and the weights
+    classes = ['cat', 'dog', 'fox']
+    torch.manual_seed(0)
+    model = timm.create_model('emo_1m', num_classes=len(classes)).eval()
+    checkpoint = tmp_path / 'best.pth'
+    torch.save(
+        {'arch': 'emo_1m', 'class_names': classes, 'img_size': 224, 'state_dict': model.state_dict()}, checkpoint
+    )
+    image = tmp_path / 'x.png'
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(image)
+    result = emo_in_process('predict', image, '--weights', checkpoint, '--top-k', '3')  # no --model
+    assert result.returncode == 0, result.stderr
+    values, indices = _manual_top5(model, image, k=3)
+    printed = [line.split() for line in result.stdout.splitlines()[1:]]
+    assert [name for _, name in printed] == [classes[i] for i in indices.tolist()]  # its names, not 'class 2'
+    assert [float(p.rstrip('%')) / 100 for p, _ in printed] == pytest.approx(values.tolist(), abs=1e-4)

@@ -196,6 +196,26 @@ def test_bad_folders_and_arguments_are_one_line(tmp_path, shapes):
         'at least 2 for deeplabv3': ['--data', shapes, '--batch-size', 1],
         'is a class of --num-classes': ['--data', shapes, '--ignore-index', 1],
         'too small': ['--data', shapes, '--crop-size', 16],
+        'a mask of one class leaves nothing to tell apart': [
+            '--data',
+            shapes,
+            '--num-classes',
+            1,
+            '--ignore-index',
+            255,
+        ],
+        # a fresh run that diverges stops at once and, having written nothing, leaves no folder
+        'training diverged at epoch 1, step': [
+            '--data',
+            shapes,
+            '--lr',
+            '1e6',
+            '--crop-size',
+            32,
+            '--window-size',
+            2,
+            '--no-progress',
+        ],
     }
     empty = _copy_split(shapes, tmp_path / 'e', 0)
     cases['holds no images'] = ['--data', empty]
@@ -318,12 +338,18 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path, shapes):
 
     killed = tmp_path / 'killed'
     proc = _start(killed, args)  # returns once the first epoch's files are written: the kill lands in the second
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    try:
+        busy = emo_in_process('segment', 'train', '--output', killed, '--exist-ok', *args)
+        assert busy.returncode == 1, busy.stderr
+        assert f'is in use by another run (process {proc.pid}: emo segment train)' in busy.stderr, busy.stderr
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
     rows_at_kill = _metrics(killed)
     assert 1 <= len(rows_at_kill) < 3, 'the kill should land mid-run'
     assert torch.load(killed / 'last.pth', weights_only=True)['epoch'] == len(rows_at_kill) - 1
 
+    # the killed run left no lock: the folder is refused for what it holds, not for being in use
     again = emo_in_process('segment', 'train', '--output', killed, *args)
     assert again.returncode == 1 and 'already holds a run' in again.stderr  # never written over unasked
     other = emo_in_process(
@@ -336,6 +362,24 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path, shapes):
     for a, b in zip(_metrics(tmp_path / 'full'), _metrics(killed), strict=True):
         for key in ('train_loss', 'val_mIoU', 'val_aAcc', 'lr'):
             assert float(a[key]) == pytest.approx(float(b[key]), rel=1e-4, abs=1e-5), (key, a, b)
+
+    # what takes a segmentation checkpoint, and what does not, says so in one line
+    existing = tmp_path / 'taken.onnx'
+    existing.write_bytes(b'a file of the user')
+    state = torch.load(killed / 'best.pth', weights_only=True)
+    next(v for v in state['state_dict'].values() if v.is_floating_point()).fill_(float('nan'))
+    torch.save(state, tmp_path / 'nan.pth')
+    val = data / 'images' / 'validation'
+    cases = {
+        ('validate', '--data', val, '--checkpoint', killed / 'best.pth'): 'is a checkpoint of emo segment train',
+        ('segment', 'export', '--checkpoint', killed / 'best.pth', '-o', existing): '(emo segment export --overwrite)',
+        ('segment', 'validate', '--data', data, '--checkpoint', tmp_path / 'nan.pth'): 'holds non-finite weights',
+    }
+    for argv, expected in cases.items():
+        result = emo_in_process(*argv)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 1 and len(lines) == 1 and expected in lines[0], result.stderr
+    assert existing.read_bytes() == b'a file of the user'
 
 
 def test_two_process_ddp_trains_in_step_and_counts_skipped_samples_once(tmp_path, shapes):
@@ -372,3 +416,21 @@ def test_shapes_data_set_is_reproducible_and_never_overwritten(tmp_path):
     assert len(SEGMENT_CLASSES) == 3
     with pytest.raises(FileExistsError):
         write_dataset(a, 1, 1)
+
+
+def test_a_folder_names_the_files_it_leaves_out(tmp_path, shapes, caplog):
+    data = _copy_split(shapes, tmp_path / 'd', 3)
+    images, masks = data / 'images' / 'training', data / 'annotations' / 'training'
+    (images / 'notes.txt').write_text('not an image')
+    Image.new('L', (8, 8)).save(masks / 'orphan.png')  # a mask without its image
+    (images / 'loop.jpg').symlink_to('loop.jpg')  # a link loop: unreadable, listed as named
+    Image.new('L', (8, 8)).save(masks / 'loop.png')
+    dataset = SegmentationFolder(data, 'training', num_classes=3)
+    assert 'left out 1 file(s) of ' in caplog.text and 'not images' in caplog.text and 'notes.txt' in caplog.text
+    assert 'masks without an image: orphan.png' in caplog.text
+    loop = dataset[[p.name for p, _ in dataset.samples].index('loop.jpg')]
+    assert isinstance(loop, Unreadable) and loop.path == str(images / 'loop.jpg') and 'symbolic links' in loop.error
+    first = images / '00000.jpg'
+    first.with_suffix('.png').write_bytes(first.read_bytes())  # x.png beside x.jpg: one would be left out unseen
+    with pytest.raises(ValueError, match='holds 00000.jpg and 00000.png: both would be paired with the mask 00000'):
+        SegmentationFolder(data, 'training', num_classes=3)
