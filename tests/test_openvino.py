@@ -1,15 +1,21 @@
 """``emo export openvino``: f32 IRs reproduce the official outputs, int8 IRs calibrate on a folder, files are kept."""
 
+import hashlib
+import logging
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import timm
 import torch
-from classification_data import make_image_folders
+from classification_data import CLASSES, make_image_folders
 from reference import INPUT_KEYS, expected, reference_inputs
 
+import emo
 from emo.cli import main
 from emo.deploy import openvino as ov_export
 from emo.deploy.export import export_model
@@ -34,6 +40,17 @@ def _attention_inputs(xml: Path) -> list:
         for op in ov.Core().read_model(str(xml)).get_ordered_ops()
         if op.get_type_name() == 'ScaledDotProductAttention'
     ]
+
+
+def _tiny_checkpoint(path: Path, arch: str, seed: int, img_size: int = 32) -> Path:
+    """A checkpoint as emo train writes it (arch, classes, training size, weights): the generated set's classes,
+    weights drawn with ``seed``."""
+    torch.manual_seed(seed)
+    model = timm.create_model(arch, num_classes=len(CLASSES))
+    torch.save(
+        {'arch': arch, 'class_names': sorted(CLASSES), 'img_size': img_size, 'state_dict': model.state_dict()}, path
+    )
+    return path
 
 
 @pytest.fixture(scope='module')
@@ -245,3 +262,91 @@ def test_missing_or_corrupt_ir_is_one_clear_error(tmp_path):
     (tmp_path / 'm.bin').write_bytes(b'\0' * 64)
     with pytest.raises(ValueError, match='m.xml is not a readable OpenVINO IR'):
         ov_export.IRClassifier(tmp_path / 'm.xml')
+
+
+def test_validate_openvino_takes_only_the_ir_of_its_own_checkpoint(tmp_path, capsys):
+    """An IR records its model and checkpoint sha256 (OpenVINO runtime info): another checkpoint of the same class
+    count and size, of another model or of the same model, is refused in one line, as is an IR with no record."""
+    val = make_image_folders(tmp_path / 'data', train_per_class=0, val_per_class=2, size=40)['val']
+    ckpt = _tiny_checkpoint(tmp_path / 'emo_1m.pth', 'emo_1m', seed=0)
+    others = {
+        'emo2_1m': _tiny_checkpoint(tmp_path / 'emo2_1m.pth', 'emo2_1m', seed=0),  # another model
+        'emo_1m': _tiny_checkpoint(tmp_path / 'emo_1m_again.pth', 'emo_1m', seed=1),  # the same model, other weights
+    }
+    xml = tmp_path / 'ir' / 'emo_1m.xml'
+    assert main(['export', 'openvino', '--model', 'emo_1m', '--weights', str(ckpt), '-o', str(xml)]) == 0
+    sha = hashlib.sha256(ckpt.read_bytes()).hexdigest()
+
+    def validate(checkpoint: Path, ir: Path, output: Path) -> int:
+        capsys.readouterr()
+        base = ['validate', '--data', str(val), '--checkpoint', str(checkpoint), '--workers', '0']
+        return main([*base, '--openvino', str(ir), '--output', str(output)])
+
+    for arch, other in others.items():
+        assert validate(other, xml, tmp_path / arch) == 1, f'an IR of emo_1m.pth was validated on {other.name}'
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and 'Traceback' not in err[0], err
+        assert f'{xml} was exported from emo_1m with the weights of checkpoint emo_1m.pth (sha256 {sha[:12]})' in err[0]
+        assert f'not from {arch} with checkpoint {other} (sha256 ' in err[0]
+        assert f'emo export openvino --model {arch} --weights {other}' in err[0]
+        assert not list((tmp_path / arch).glob('*.csv'))  # no number for the wrong model
+    # the record, as the IR holds it
+    assert ov_export.read_record(xml) == {
+        'arch': 'emo_1m',
+        'weights': 'checkpoint emo_1m.pth',
+        'checkpoint_sha256': sha,
+        'num_classes': str(len(CLASSES)),
+        'img_size': '32x32',
+        'dynamic': 'false',
+        'emo_version': emo.__version__,
+    }
+    assert ov_export.IRClassifier(xml).record == ov_export.read_record(xml)
+    # the pair that belongs together is evaluated
+    assert validate(ckpt, xml, tmp_path / 'match') == 0
+    assert capsys.readouterr().out.startswith(f'{xml}: top-1 ')
+    assert (tmp_path / 'match' / 'emo_1m_per_class_accuracy.csv').is_file()
+    # an IR with no record (an older emo's: the same files without the runtime info) is refused: re-export it
+    old = tmp_path / 'old.xml'
+    old.write_text(re.sub(r'\s*<emo>.*?</emo>', '', xml.read_text(), flags=re.S))
+    shutil.copy(xml.with_suffix('.bin'), old.with_suffix('.bin'))
+    assert ov_export.read_record(old) is None
+    assert validate(ckpt, old, tmp_path / 'old') == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f'{old} does not record what it was exported from' in err[0]
+    assert (
+        f're-export it (export the IR from this checkpoint with emo export openvino --model emo_1m --weights {ckpt})'
+        in err[0]
+    )
+
+
+@pytest.mark.parametrize(
+    'images, calibrate, warning',
+    [
+        (1, None, 'the int8 check ran on the calibration image(s) themselves (1; none were left over'),
+        (4, 3, 'the int8 check ran on 1 held-out image only, too few to judge the IR by'),
+        (4, 2, None),
+    ],
+    ids=['calibrated-and-checked-on-one-image', 'one-held-out-image', 'two-held-out-images'],
+)
+def test_int8_check_on_calibration_images_or_one_image_warns(
+    tmp_path, official_files, caplog, capsys, images, calibrate, warning
+):
+    folder = make_image_folders(tmp_path / 'data', train_per_class=1, val_per_class=0, size=32)['train']
+    for extra in sorted(folder.rglob('*.png'))[images:]:
+        extra.unlink()
+    out = tmp_path / 'q.xml'
+    # the reference rule's weights, not random ones: their int8 logits keep a cosine of 0.99 here, far from 0.95
+    weights = str(official_files['emo_1m'])
+    args = ['export', 'openvino', '--model', 'emo_1m', '--weights', weights, '--img-size', '32', '-o', str(out)]
+    args += ['--int8', '--calibrate', str(folder), *(['--calibration-images', str(calibrate)] if calibrate else [])]
+    with caplog.at_level(logging.WARNING, logger='emo.deploy.openvino'):
+        assert main(args) == 0  # a warning, not a refusal: the IR is written
+    assert out.is_file()
+    held_out = images - (calibrate or images)
+    assert f'at {held_out or images} {"held-out" if held_out else "calibration"} images:' in capsys.readouterr().out
+    warnings = [r.getMessage() for r in caplog.records if r.name == 'emo.deploy.openvino']
+    if warning is None:
+        assert warnings == []
+    else:
+        assert len(warnings) == 1 and warning in warnings[0], warnings
+        assert f'check it with emo validate --openvino {out} --data VAL --checkpoint CKPT' in warnings[0]

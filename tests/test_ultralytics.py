@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -713,15 +714,16 @@ def test_best_pt_trained_with_emo_0_1_loads_and_predicts_as_it_did(name, layers)
     torch.testing.assert_close(fused, expected['fused_output'], rtol=1e-4, atol=1e-3)
 
 
-def yolo_command(argv: list, tmp_path: Path, emo: bool = True) -> subprocess.CompletedProcess:
-    """``emo yolo ARGV``, or (``emo=False``) what the ``yolo`` console script runs: Ultralytics' entry point."""
+def yolo_command(argv: list, tmp_path: Path, emo: bool = True, cwd: Path = None) -> subprocess.CompletedProcess:
+    """``emo yolo ARGV``, or (``emo=False``) what the ``yolo`` console script runs: Ultralytics' entry point; in
+    ``cwd`` (default ``tmp_path``), with Ultralytics' settings in ``tmp_path/config``."""
     if emo:
         code = 'import sys; from emo.cli import main; sys.exit(main(["yolo", *sys.argv[1:]]))'
     else:
         code = 'import sys; from ultralytics.cfg import entrypoint; sys.argv[0] = "yolo"; entrypoint()'
     return subprocess.run(
         [sys.executable, '-c', code, *argv], capture_output=True, text=True, env=fresh_process_env(tmp_path),
-        cwd=tmp_path, timeout=300,
+        cwd=cwd or tmp_path, timeout=300,
     )  # fmt: skip
 
 
@@ -774,8 +776,10 @@ def test_compare_trains_validates_exports_and_tabulates(tmp_path, shapes, capsys
         assert float(row['latency_ratio']) == pytest.approx(ratio, rel=1e-2)
         assert 0 <= float(row['map50_95']) <= float(row['map50']) <= 1
         assert (out / 'runs' / row['model'] / 'weights' / 'best.onnx').is_file()
+        assert row['resumed_from_epoch'] == ''  # trained in one go
     markdown = (out / 'compare.md').read_text()
     assert 'rect=False' in markdown and all(f'| {m} | ' in markdown for m in models)
+    assert 'resumed' not in markdown
     assert (out / 'compare.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
 
     # a rerun with the same settings trains nothing again; one with other settings is refused
@@ -803,6 +807,8 @@ def test_compare_trains_validates_exports_and_tabulates(tmp_path, shapes, capsys
 
 @pytest.mark.slow
 def test_compare_resumes_a_killed_training(tmp_path, shapes, monkeypatch, capsys):
+    import csv
+
     from ultralytics.engine.trainer import BaseTrainer
 
     from emo.ultralytics.compare import TrainSettings, compare
@@ -829,6 +835,19 @@ def test_compare_resumes_a_killed_training(tmp_path, shapes, monkeypatch, capsys
     epochs = (run / 'results.csv').read_text().strip().splitlines()[1:]
     assert [int(float(line.split(',')[0])) for line in epochs] == [1, 2]  # epoch 1 kept, epoch 2 added
     assert rows[0]['model'] == 'yolo11n-head-irmb' and (out / 'compare.md').is_file()
+
+    # not the training of an uninterrupted run: marked in both tables as resumed after epoch 1, also after a rerun
+    # that finds the model trained already (the mark is a file in its run folder)
+    def marked() -> bool:
+        with open(out / 'compare.csv') as f:
+            (row,) = csv.DictReader(f)
+        markdown = (out / 'compare.md').read_text()
+        return row['resumed_from_epoch'] == '1' and '| yolo11n-head-irmb (resumed after epoch 1) | ' in markdown
+
+    assert rows[0]['resumed_from_epoch'] == '1' and marked()
+    capsys.readouterr()
+    compare(['yolo11n-head-irmb'], settings, out, runs=2, warmup=1)
+    assert 'yolo11n-head-irmb: trained already' in capsys.readouterr().out and marked()
 
     # a last.pt cut short (Ultralytics writes it in place) is one line that says what to do
     (run / 'weights' / 'last.pt').write_bytes(b'PK\x03\x04 not a whole file')
@@ -857,6 +876,100 @@ def test_compare_takes_a_run_killed_in_its_final_validation_as_trained(tmp_path,
     assert 'yolo11n: trained already' in capsys.readouterr().out and rows[0]['latency_ms'] > 0
 
 
+@pytest.mark.slow
+def test_compare_refuses_a_finished_model_whose_best_pt_was_removed(tmp_path, shapes):
+    # its last.pt says "finished": resuming it is no resume, and Ultralytics would start a new training with its
+    # own defaults (coco8.yaml, 100 epochs) in ./runs/detect/train. One line instead, and nothing written anywhere
+    from emo.ultralytics.compare import TrainSettings, compare
+
+    out, cwd = tmp_path / 'out', tmp_path / 'cwd'
+    compare(['yolo11n'], TrainSettings(data=str(shapes), epochs=1, imgsz=64, batch=8), out, runs=2, warmup=1)
+    best = out / 'runs' / 'yolo11n' / 'weights' / 'best.pt'
+    best.unlink()
+    before = {p: p.stat().st_mtime_ns for p in out.rglob('*')}
+    cwd.mkdir()
+    argv = ['compare', '--data', str(shapes), '--models', 'yolo11n', '--epochs', '1', '--imgsz', '64', '--batch', '8',
+            '--runs', '2', '--warmup', '1', '--out-dir', str(out)]  # fmt: skip
+    result = yolo_command(argv, tmp_path, cwd=cwd)
+    last = result.stderr.strip().splitlines()[-1]
+    assert result.returncode == 1 and 'Traceback' not in result.stderr, result.stderr[-3000:]
+    assert last.startswith('emo yolo: error: ') and f'{best} is missing' in last
+    assert f'delete {best.parents[1]} to train that model again' in last
+    # neither "yolo11n: training" nor Ultralytics' "Starting new training instead"
+    assert 'training' not in result.stdout + result.stderr
+    assert {p: p.stat().st_mtime_ns for p in out.rglob('*')} == before  # nothing in OUT written or left
+    assert list(cwd.iterdir()) == [] and sorted(tmp_path.iterdir()) == [tmp_path / 'config', cwd, out]
+
+
+# `emo yolo compare ARGV` in a new process that, when it comes to train its first model (holding --out-dir's lock),
+# writes the file RELEASE.waiting and waits for the file RELEASE to exist
+HOLD_THE_LOCK_UNTIL_RELEASED = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+
+    import emo.ultralytics.compare as compare
+    from emo.cli import main
+
+    release, argv = Path(sys.argv[1]), sys.argv[2:]
+    train_one = compare.train_one
+
+    def held(*args, **kwargs):
+        release.with_suffix('.waiting').touch()
+        deadline = time.monotonic() + 240
+        while not release.exists():
+            if time.monotonic() > deadline:
+                sys.exit('never released')
+            time.sleep(0.05)
+        return train_one(*args, **kwargs)
+
+    compare.train_one = held
+    sys.exit(main(['yolo', 'compare', *argv]))
+""")
+
+
+@pytest.mark.slow
+def test_compare_refuses_a_second_run_on_the_same_out_dir(tmp_path, shapes, capsys):
+    import csv
+
+    from emo.cli import main
+    from emo.files import LOCK_FILE
+
+    out, release = tmp_path / 'compare', tmp_path / 'release'
+    argv = ['--data', str(shapes), '--models', 'yolo11n', '--epochs', '1', '--imgsz', '64', '--batch', '8',
+            '--runs', '2', '--warmup', '1', '--out-dir', str(out)]  # fmt: skip
+    with open(tmp_path / 'first.log', 'w') as log:
+        first = subprocess.Popen(
+            [sys.executable, '-c', HOLD_THE_LOCK_UNTIL_RELEASED, str(release), *argv], stdout=log,
+            stderr=subprocess.STDOUT, env=fresh_process_env(tmp_path), cwd=tmp_path,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not release.with_suffix('.waiting').exists():  # the first run is about to train
+            assert first.poll() is None and time.monotonic() < deadline, (tmp_path / 'first.log').read_text()[-3000:]
+            time.sleep(0.05)
+        # and holds the lock: the lock file, named after the lock was taken
+        assert (out / LOCK_FILE).read_text() == f'process {first.pid}: emo yolo compare\n'
+        before = sorted(out.rglob('*'))
+        capsys.readouterr()
+        assert main(['yolo', 'compare', *argv]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f'emo yolo: error: --out-dir {out} is in use by another run')
+        assert f'process {first.pid}: emo yolo compare' in err[0]
+        assert sorted(out.rglob('*')) == before and first.poll() is None  # nothing written; the first runs on
+
+        release.touch()
+        assert first.wait(timeout=300) == 0, (tmp_path / 'first.log').read_text()[-3000:]
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    with open(out / 'compare.csv') as f:
+        assert [row['model'] for row in csv.DictReader(f)] == ['yolo11n']
+    epochs = (out / 'runs' / 'yolo11n' / 'results.csv').read_text().strip().splitlines()[1:]
+    assert [int(float(line.split(',')[0])) for line in epochs] == [1]  # one training, not two mixed
+    assert not (out / LOCK_FILE).exists()
+
+
 def test_emo_yolo_compare_bad_input_is_one_line(tmp_path, shapes, capsys):
     from emo.cli import main
 
@@ -864,6 +977,8 @@ def test_emo_yolo_compare_bad_input_is_one_line(tmp_path, shapes, capsys):
         (['--data', str(tmp_path / 'none.yaml'), '--models', 'yolo11n'], 'no data set file'),
         (['--data', str(shapes), '--models', 'yolo11n,yolo11n-nothing'], "no model 'yolo11n-nothing'"),
         (['--data', str(shapes), '--models', ' , '], '--models is empty'),
+        (['--data', str(shapes), '--models', 'yolo11n', '--threads', '-3'], '--threads must be 0'),
+        (['--data', str(shapes), '--models', 'yolo11n', '--warmup', '-2'], '--warmup must be 0'),
     ]
     for argv, says in cases:
         rc = main(['yolo', 'compare', *argv, '--epochs', '1', '--imgsz', '64', '--out-dir', str(tmp_path / 'c')])

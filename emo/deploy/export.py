@@ -47,12 +47,15 @@ class ExportCheckError(ValueError):
     """An exported file whose outputs do not follow the PyTorch model's: it is not written."""
 
 
-def check_output_file(path: Path, overwrite: bool, example_name: str = 'model.onnx') -> None:
-    """Refuse an output that is a folder (no flag makes a file of it) or an existing file without ``overwrite``."""
+def check_output_file(
+    path: Path, overwrite: bool, example_name: str = 'model.onnx', command: str = 'emo export'
+) -> None:
+    """Refuse an output that is a folder (no flag makes a file of it) or an existing file without ``overwrite``;
+    ``command`` is the one whose ``--overwrite`` the message names."""
     if path.is_dir():
         raise IsADirectoryError(f'{path} is a folder; the output is a file: name one, e.g. -o {path / example_name}')
     if path.exists() and not overwrite:
-        raise FileExistsError(f'{path} exists; pass overwrite=True (emo export --overwrite) to replace it')
+        raise FileExistsError(f'{path} exists; pass overwrite=True ({command} --overwrite) to replace it')
     if path.parent.exists() and not path.parent.is_dir():
         raise NotADirectoryError(f'{path.parent} is a file, so {path} cannot be written there; choose another path')
 
@@ -236,6 +239,10 @@ def export_model(
     else:
         check_output_file(path, overwrite, default)
     model = create_with_weights(model_name, weights).eval()
+    if fmt == 'openvino':
+        from .openvino import weights_source
+
+        source = weights_source(model, weights)  # recorded in the IR: emo validate --openvino matches it
     if fuse:
         model = reparameterize_model(model)
     if fmt == 'openvino':
@@ -251,7 +258,14 @@ def export_model(
             note = f'; skipped {len(skipped)} unreadable: {", ".join(skipped[:3])}{more}' if skipped else ''
             log(f'calibrating int8 on {len(images)} image(s) from {calibrate}{note}')
         diffs = export_openvino(
-            model, path, img_size, dynamic=dynamic, calibration=images, check_images=held_out, overwrite=overwrite
+            model,
+            path,
+            img_size,
+            dynamic=dynamic,
+            calibration=images,
+            check_images=held_out,
+            overwrite=overwrite,
+            source=source,
         )
     elif fmt == 'onnx':
         diffs = export_onnx(model, path, img_size, dynamic=dynamic, overwrite=overwrite)

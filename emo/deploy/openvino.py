@@ -5,18 +5,26 @@ and width), is converted with ``openvino.convert_model`` and, unless ``dynamic``
 which lets OpenVINO fold the window arithmetic at compile time (a dynamic emo_1m ran 1.35x slower at batch 1).
 Every IR is read back from its files and checked against PyTorch: f32 within 1e-4 at the export size and, on the
 same graph (for a fixed-shape IR, before its shape was fixed), at a second batch and size; int8 by the cosine
-similarity and top-1 agreement of its logits on images it was not calibrated on.
+similarity and top-1 agreement of its logits on images it was not calibrated on (a warning says when there were none
+and the check ran on calibration images, or when it ran on one image).
+
+Every IR records what it was exported from, as OpenVINO runtime info under ``emo`` (:data:`RECORD_KEYS`, read back by
+:func:`read_record`): the architecture, the weights (a checkpoint's sha256, 'random', or the released tag), the class
+count and the image size, so that ``emo validate --openvino`` evaluates an IR only against the checkpoint it was
+exported from (:func:`check_ir_source`).
 
 OpenVINO runs f32 IRs in bf16 on CPUs with AVX512-BF16 or AMX unless told otherwise: :func:`compile_ir` asks for
 f32 execution (``INFERENCE_PRECISION_HINT``), which is what the f32 checks and timings mean.
 """
 
+import hashlib
+import logging
 import os
 import random
 import statistics
 import tempfile
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -30,9 +38,11 @@ __all__ = [
     'INT8_CHECK_IMAGES',
     'IRClassifier',
     'MIN_INT8_COSINE',
+    'RECORD_KEYS',
     'calibration_images',
     'check_calibration_folder',
     'check_ir_outputs',
+    'check_ir_source',
     'compile_ir',
     'export_openvino',
     'fixed_shape',
@@ -41,8 +51,14 @@ __all__ = [
     'logit_agreement',
     'openvino_latency',
     'quantize_int8',
+    'read_ir',
+    'read_record',
     'require_openvino',
+    'sha256_file',
+    'weights_source',
 ]
+
+_logger = logging.getLogger(__name__)
 
 # an int8 IR whose logits point elsewhere than PyTorch's is refused, not written: quantization gone wrong (a
 # calibration set of blank images, say) rather than int8 rounding, which kept cosines of 0.997-0.9998 on EMO and
@@ -51,6 +67,13 @@ MIN_INT8_COSINE = 0.95
 CALIBRATION_LIMIT = 300  # NNCF's default subset size
 INT8_CHECK_IMAGES = 32
 CALIBRATION_SEED = 0  # which images of a folder calibrate and which check: a fixed sample, the same every run
+
+# what an IR records of its source, as strings in its runtime info under 'emo' (the <rt_info> of its .xml): arch
+# (the variant, e.g. emo_1m), weights ('checkpoint NAME', 'random', 'released emo2_1m.dist_in1k', or 'unknown' for
+# export_openvino without a source), checkpoint_sha256 (of the file the weights were read from, where there was one),
+# num_classes, img_size (HxW of the export), dynamic ('true'/'false') and the emo version that wrote it
+RECORD_SECTION = 'emo'
+RECORD_KEYS = ('arch', 'weights', 'checkpoint_sha256', 'num_classes', 'img_size', 'dynamic', 'emo_version')
 
 PathLike = Union[str, os.PathLike]
 
@@ -97,19 +120,90 @@ def compile_ir(model, threads: int = 0, precision: str = 'f32', shape: Optional[
     the inference threads (0: OpenVINO's choice), ``shape`` a fixed input shape to compile for.
     """
     ov = require_openvino()
-    core = ov.Core()
     if isinstance(model, (str, os.PathLike)):
-        try:
-            model = core.read_model(str(model))
-        except RuntimeError as e:  # OpenVINO's parser errors run to many lines of its own source locations
-            first = next((line for line in str(e).splitlines() if line.strip()), type(e).__name__)
-            raise ValueError(f'{model} is not a readable OpenVINO IR ({first.strip()[:200]}); export it again') from e
+        model = read_ir(model)
     if shape is not None:
         model = fixed_shape(model, shape)
     config = {'PERFORMANCE_HINT': 'LATENCY', 'INFERENCE_PRECISION_HINT': precision}
     if threads:
         config['INFERENCE_NUM_THREADS'] = threads
-    return core.compile_model(model, 'CPU', config)
+    return ov.Core().compile_model(model, 'CPU', config)
+
+
+def read_ir(path: PathLike):
+    """The ``openvino.Model`` of an IR's ``.xml`` (and its ``.bin``), or one clear error when it does not parse."""
+    try:
+        return require_openvino().Core().read_model(str(path))
+    except RuntimeError as e:  # OpenVINO's parser errors run to many lines of its own source locations
+        first = next((line for line in str(e).splitlines() if line.strip()), type(e).__name__)
+        raise ValueError(f'{path} is not a readable OpenVINO IR ({first.strip()[:200]}); export it again') from e
+
+
+def sha256_file(path: PathLike) -> str:
+    """The hex sha256 of a file's bytes."""
+    sha = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(1 << 20), b''):
+            sha.update(chunk)
+    return sha.hexdigest()
+
+
+def weights_source(model: nn.Module, weights: Union[bool, PathLike]) -> Dict[str, str]:
+    """What an IR of ``model`` records of its source, ``model`` built with ``weights`` as
+    :func:`emo.weights.create_with_weights` builds it (False: random, True: the released ones, else a checkpoint
+    path): arch, weights and, where the weights came from a file, its checkpoint_sha256."""
+    cfg = getattr(model, 'pretrained_cfg', None) or {}
+    arch = cfg.get('architecture') or type(model).__name__
+    if weights is False:
+        return {'arch': arch, 'weights': 'random'}
+    if weights is True:
+        source = {'arch': arch, 'weights': f'released {arch}.{cfg.get("tag")}'}
+        file = cfg.get('file')  # the cached file the release origin's weights were read from (none from the Hub)
+    else:
+        file = os.fspath(weights)
+        source = {'arch': arch, 'weights': f'checkpoint {Path(file).name}'}
+    if file and os.path.isfile(file):
+        source['checkpoint_sha256'] = sha256_file(file)
+    return source
+
+
+def read_record(model) -> Optional[Dict[str, str]]:
+    """What an IR records of its source (:data:`RECORD_KEYS`), from an ``openvino.Model`` or an IR path; None for
+    an IR without a record (exported by an older emo, or by another tool)."""
+    if isinstance(model, (str, os.PathLike)):
+        model = read_ir(ir_paths(model)[0])
+    if not model.has_rt_info([RECORD_SECTION]):
+        return None
+    return {key: str(value.astype(str)) for key, value in model.get_rt_info()[RECORD_SECTION].items()}
+
+
+def _describe(record: Mapping[str, str]) -> str:
+    """'emo_1m with the weights of checkpoint best.pth (sha256 0123456789ab)', 'emo_1m with random weights'."""
+    weights, sha = record.get('weights', 'unknown'), record.get('checkpoint_sha256')
+    if weights in ('random', 'unknown'):
+        weights = 'random weights' if weights == 'random' else 'weights it does not name'
+    else:  # 'checkpoint NAME', 'released emo2_1m.dist_in1k'
+        weights = f'the weights of {weights}' if weights.startswith('checkpoint ') else f'the {weights} weights'
+    return f'{record.get("arch", "a model it does not name")} with {weights}' + (f' (sha256 {sha[:12]})' if sha else '')
+
+
+def check_ir_source(record: Optional[Mapping[str, str]], ir: PathLike, checkpoint: PathLike, arch: str) -> None:
+    """Refuse, in one line, an IR that was not exported from ``checkpoint`` built as ``arch``: another
+    architecture, weights of another file (sha256) or none (random, released weights without a file, unknown), or
+    no record at all (:func:`read_record`). An IR is validated only against what it was exported from."""
+    arch = arch.split('.')[0]  # emo2_1m.dist_in1k is emo2_1m
+    fix = f'export the IR from this checkpoint with emo export openvino --model {arch} --weights {checkpoint}'
+    if record is None:
+        raise ValueError(
+            f'{ir} does not record what it was exported from (an IR of an older emo, or not of emo export), so it '
+            f'cannot be matched with {checkpoint}: re-export it ({fix})'
+        )
+    sha = sha256_file(checkpoint)
+    if record.get('arch', '').split('.')[0] != arch or record.get('checkpoint_sha256') != sha:
+        raise ValueError(
+            f'{ir} was exported from {_describe(record)}, not from {arch} with checkpoint {checkpoint} '
+            f'(sha256 {sha[:12]}): {fix}'
+        )
 
 
 def infer(compiled, images: torch.Tensor) -> torch.Tensor:
@@ -181,9 +275,17 @@ def quantize_int8(model, images: Sequence[np.ndarray]):
     (NNCF's default) gave the same logit cosine, made int8 emo2_1m 9% slower at batch 1 and 3% at batch 32, and
     emo_1m 2-5% faster (interleaved, 2-core Xeon; tests/test_openvino.py checks that no attention input is
     quantized).
+
+    The weights are quantized to 7 bits in every layer (NNCF's overflow fix, ``OverflowFix.ENABLE``; its default
+    fixes the first layer only): CPUs without VNNI (AVX2 only: AMD EPYC, older Intel) multiply int8 pairs into
+    saturating 16-bit sums, which an 8-bit weight range overflows. Measured on a 2-core AMD EPYC (AVX2, no VNNI),
+    emo_1m with the reference weights at 96x96, 12 calibration and 8 held-out pictures: logit cosine to PyTorch
+    0.975 with NNCF's default, 0.996 with the fix (re-measure: docs/deploy.md, "int8 on CPUs without VNNI"). An IR
+    runs wherever it is deployed, so the fix is always applied.
     """
     require_openvino(int8=True)
     import nncf
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
 
     return nncf.quantize(
         model,
@@ -191,6 +293,7 @@ def quantize_int8(model, images: Sequence[np.ndarray]):
         preset=nncf.QuantizationPreset.PERFORMANCE,
         subset_size=len(images),
         ignored_scope=nncf.IgnoredScope(types=['ScaledDotProductAttention'], validate=False),
+        advanced_parameters=AdvancedQuantizationParameters(overflow_fix=OverflowFix.ENABLE),
     )
 
 
@@ -215,15 +318,19 @@ def export_openvino(
     check_images: Optional[Sequence[np.ndarray]] = None,
     overwrite: bool = False,
     check: bool = True,
+    source: Optional[Mapping[str, str]] = None,
 ) -> Dict[str, Dict[str, float]]:
     """Write ``model`` (eval mode, fused or not) as an OpenVINO IR: ``path`` (``.xml``) and its ``.bin``.
 
     Input ``images`` (N, 3, H, W), output ``logits``. ``dynamic`` leaves batch, height and width free, else the IR
     takes batch 1 at ``img_size``. With ``calibration`` (arrays of :func:`calibration_images`) the IR is int8
-    (:func:`quantize_int8`), checked on ``check_images`` (else on the first calibration images). Both files are
-    written in a scratch folder beside ``path`` and moved into place when the IR has been read back and checked;
-    an existing file is replaced only with ``overwrite``. Returns the check per input: :func:`logit_agreement` of
-    the IR against PyTorch.
+    (:func:`quantize_int8`), checked on ``check_images`` (else on the first calibration images, with a warning that
+    the check is optimistic; one on a single image warns too). Both files are written in a scratch folder beside
+    ``path`` and moved into place when the IR has been read back and checked (its record of its source included);
+    an existing file is replaced only with ``overwrite``. ``source`` (:func:`weights_source`: arch, weights,
+    checkpoint_sha256) is recorded in the IR with its class count and size (:data:`RECORD_KEYS`); without it the
+    weights are recorded as 'unknown', and ``emo validate --openvino`` refuses the IR. Returns the check per input:
+    :func:`logit_agreement` of the IR against PyTorch.
     """
     from .export import _pair, export_onnx
 
@@ -238,22 +345,65 @@ def export_openvino(
     converted = dynamic_graph if dynamic else fixed_shape(dynamic_graph, [1, 3, height, width])
     if calibration is not None:
         converted = quantize_int8(converted, calibration)
+    record = _record(model, converted, source, (height, width), dynamic)
+    for key, value in record.items():
+        converted.set_rt_info(value, [RECORD_SECTION, key])
     xml.parent.mkdir(parents=True, exist_ok=True)
     with scratch_folder(xml.parent, f'.{xml.stem}.') as scratch:
         ov.save_model(converted, str(scratch / 'model.xml'), compress_to_fp16=False)
         checks = _check(
-            model, scratch / 'model.xml', dynamic_graph, (height, width), dynamic, calibration, check_images
+            model, scratch / 'model.xml', dynamic_graph, (height, width), dynamic, calibration, check_images, record
         )
         _move_pair(scratch, xml, bin_, overwrite)
+    if calibration is not None:
+        _warn_on_weak_int8_check(xml, calibration, check_images)
     return checks
 
 
-def _check(model, saved: Path, dynamic_graph, size, dynamic: bool, calibration, check_images) -> Dict[str, Dict]:
-    """The saved files, read back (what a user's runtime will load), against PyTorch; raises when they differ."""
+def _record(model: nn.Module, converted, source: Optional[Mapping[str, str]], size, dynamic: bool) -> Dict[str, str]:
+    from .. import __version__
+
+    cfg = getattr(model, 'pretrained_cfg', None) or {}
+    record = {'arch': cfg.get('architecture') or type(model).__name__, 'weights': 'unknown'}
+    record.update({k: str(v) for k, v in (source or {}).items()})
+    unknown = sorted(set(record) - set(RECORD_KEYS))
+    if unknown:
+        raise ValueError(f'source= names the {", ".join(RECORD_KEYS[:3])} of an IR, not {unknown}')
+    width = converted.outputs[0].get_partial_shape()[-1]
+    record['num_classes'] = str(width.get_length()) if width.is_static else 'dynamic'
+    record['img_size'] = f'{size[0]}x{size[1]}'
+    record['dynamic'] = 'true' if dynamic else 'false'
+    record['emo_version'] = __version__
+    return record
+
+
+def _warn_on_weak_int8_check(xml: Path, calibration, check_images) -> None:
+    """A warning where the int8 check says little: on the calibration images themselves (their ranges were fitted
+    to them: optimistic), or on one image."""
+    how = f'check it with emo validate --openvino {xml} --data VAL --checkpoint CKPT on a validation set'
+    if check_images is None or len(check_images) == 0:
+        _logger.warning(
+            'warning: the int8 check ran on the calibration image(s) themselves (%d; none were left over to hold '
+            'out), so its cosine and top-1 agreement are optimistic: %s, or calibrate on fewer images than the '
+            'folder holds (--calibration-images) to keep some for the check',
+            min(len(calibration), INT8_CHECK_IMAGES),
+            how,
+        )
+    elif len(check_images) == 1:
+        _logger.warning('warning: the int8 check ran on 1 held-out image only, too few to judge the IR by: %s', how)
+
+
+def _check(
+    model, saved: Path, dynamic_graph, size, dynamic: bool, calibration, check_images, record: Dict[str, str]
+) -> Dict[str, Dict]:
+    """The saved files, read back (what a user's runtime will load), against PyTorch, and the record of their source;
+    raises when they differ."""
     from .export import TOLERANCE, ExportCheckError, _example
 
     height, width = size
     written = require_openvino().Core().read_model(str(saved))
+    if read_record(written) != record:  # the record emo validate --openvino matches checkpoints with
+        raise ExportCheckError(f'the IR read back records {read_record(written)} of its source, not {record}')
     checks = {}
     if calibration is not None:  # int8 is judged on images like the ones it will see, not on noise
         held_out = check_images is not None and len(check_images) > 0
@@ -299,7 +449,8 @@ class IRClassifier(nn.Module):
 
     So that what evaluates a PyTorch model (``emo validate --openvino``) evaluates the IR the same way. An IR of
     batch 1 (the default export) runs a batch image by image. ``input_shape`` is the IR's input shape (``None``
-    for a free dimension), ``num_classes`` its output width.
+    for a free dimension), ``num_classes`` its output width, ``record`` what it records of its source
+    (:func:`read_record`; None for an IR without one).
     """
 
     def __init__(self, path: PathLike, threads: int = 0):
@@ -308,7 +459,9 @@ class IRClassifier(nn.Module):
         for file in (xml, bin_):
             if not file.is_file():
                 raise FileNotFoundError(f'OpenVINO IR file {file} does not exist (an IR is a .xml with its .bin)')
-        self.compiled = compile_ir(xml, threads)
+        ir = read_ir(xml)
+        self.record = read_record(ir)
+        self.compiled = compile_ir(ir, threads)
         dims = self.compiled.inputs[0].get_partial_shape()
         self.input_shape = tuple(d.get_length() if d.is_static else None for d in dims)
         width = self.compiled.outputs[0].get_partial_shape()[-1]

@@ -30,7 +30,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         raise FileNotFoundError(f'--checkpoint {args.checkpoint} does not exist')
     if args.img_size is not None and len(args.img_size) > 2:
         raise ValueError(f'--img-size takes H or H W, got {args.img_size}')
-    check_output_file(args.output, args.overwrite)  # before the checkpoint is read and the model built
+    # before the checkpoint is read and the model built
+    check_output_file(args.output, args.overwrite, command='emo segment export')
     model, info = load_segmenter(args.checkpoint)
     size = args.img_size or [int(info.get('crop_size', 512))]
     size = tuple(size) if len(size) == 2 else size[0]

@@ -14,6 +14,7 @@ from timm.data import create_transform, resolve_data_config
 from ..files import atomic_write_text, pyplot, save_png
 from ..models.variants import model_names
 from ..weights import load_into, read_checkpoint
+from ..weights.checkpoint import check_classifier_checkpoint
 from .data import SkippedImages, SkippingImageFolder, check_image_folders, readable_loader
 from .evaluate import evaluate
 
@@ -40,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar='XML',
         help='evaluate this OpenVINO IR of the checkpoint (emo export openvino, f32 or int8) instead of the checkpoint '
-        "itself; classes and preprocessing are still the checkpoint's",
+        "itself; classes and preprocessing are still the checkpoint's. Only an IR exported from this checkpoint "
+        '(its model and sha256, recorded in the IR) is evaluated',
     )
     return p
 
@@ -73,12 +75,16 @@ def _plot_confusion(confusion: torch.Tensor, class_names: List[str], path: Path)
     save_png(fig, path, dpi=100)
 
 
-def _check_ir_fits(ir, args, num_classes: int, size: tuple) -> None:
-    """Refuse an IR that cannot be evaluated as the checkpoint is: another class count, or another fixed size."""
+def _check_ir_fits(ir, args, arch: str, num_classes: int, size: tuple) -> None:
+    """Refuse an IR that is not the checkpoint's, or cannot be evaluated as the checkpoint is: another class count,
+    another fixed size, or exported from another model or checkpoint file (or recording none: an older emo's)."""
+    from ..deploy.openvino import check_ir_source
+
     if ir.num_classes is not None and ir.num_classes != num_classes:
         raise ValueError(
             f'{args.openvino} gives {ir.num_classes} logits, but {args.checkpoint} has {num_classes} classes: export '
-            f'the IR from this checkpoint (emo export openvino --weights {args.checkpoint})'
+            f'the IR from this checkpoint (emo export openvino --model {arch.split(".")[0]} --weights '
+            f'{args.checkpoint})'
         )
     ir_size = ir.input_shape[2:]
     if None not in ir_size and tuple(ir_size) != size:
@@ -86,6 +92,8 @@ def _check_ir_fits(ir, args, num_classes: int, size: tuple) -> None:
             f'{args.openvino} takes {ir_size[0]}x{ir_size[1]} images, but this evaluation runs at {size[0]}x{size[1]}: '
             'export the IR at that size (--img-size) or with --dynamic'
         )
+    # the graph fits; is it this checkpoint's? no number is reported for another model's IR
+    check_ir_source(ir.record, args.openvino, args.checkpoint, arch)
 
 
 def main(argv: Optional[List[str]] = None) -> Dict:
@@ -93,6 +101,7 @@ def main(argv: Optional[List[str]] = None) -> Dict:
     if args.batch_size < 1:
         raise ValueError(f'--batch-size must be at least 1, got {args.batch_size}')
     state = read_checkpoint(args.checkpoint)
+    check_classifier_checkpoint(state, str(args.checkpoint))
     folder_classes = check_image_folders(None, args.data)
     class_names = list(state['class_names']) if 'class_names' in state else folder_classes
     if len(class_names) < 2:
@@ -126,7 +135,7 @@ def main(argv: Optional[List[str]] = None) -> Dict:
         from ..deploy.openvino import IRClassifier
 
         model, device = IRClassifier(args.openvino), torch.device('cpu')
-        _check_ir_fits(model, args, len(class_names), tuple(data_cfg['input_size'][1:]))
+        _check_ir_fits(model, args, arch, len(class_names), tuple(data_cfg['input_size'][1:]))
         prefix = f'{args.openvino.stem}_'
     skipped = SkippedImages()
     metrics = evaluate(model.to(device), loader, device, len(class_names), skipped=skipped)

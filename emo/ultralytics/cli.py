@@ -58,10 +58,10 @@ def _compare_parser() -> argparse.ArgumentParser:
     p.add_argument('--lr0', type=float, default=d.lr0)
     p.add_argument('--device', default=d.device, help='training and validation device (latency is always CPU)')
     p.add_argument('--workers', type=int, default=d.workers)
-    p.add_argument('--out-dir', default='yolo-compare', help='runs and results; a rerun finishes what is missing')
+    p.add_argument('--out-dir', default='yolo-compare', help='runs and results (one run at a time); reruns finish it')
     p.add_argument('--threads', type=int, default=0, help='ONNX Runtime threads for the latency (0: all cores)')
     p.add_argument('--runs', type=int, default=50, help='timed ONNX Runtime calls per model')
-    p.add_argument('--warmup', type=int, default=5)
+    p.add_argument('--warmup', type=int, default=5, help='untimed ONNX Runtime calls per model first (0 or more)')
     return p
 
 

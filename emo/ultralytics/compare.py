@@ -9,11 +9,15 @@ against latency (``compare.png``) in the output folder.
 
 A killed or failed run loses nothing: every model trains in its own folder (``OUT/runs/NAME``); a rerun with the
 same settings skips models whose training finished and resumes those Ultralytics left a ``last.pt`` for, and a
-rerun with other settings is refused rather than mixing them. The three result files are written atomically.
+rerun with other settings is refused rather than mixing them. A resumed training is not the training of an
+uninterrupted run (Ultralytics' resume does not reproduce it), so it is recorded in ``OUT/runs/NAME/emo-resumed.json``
+and marked as resumed in the tables. The three result files are written atomically, and one run at a time owns
+``OUT`` (:func:`emo.files.folder_lock`): a second one on the same folder is refused in one line.
 """
 
 import csv
 import io
+import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,13 +25,15 @@ from typing import Any, Dict, List, Sequence
 
 import torch
 
-from ..files import atomic_write_text, pyplot, save_png
+from ..files import atomic_write_text, folder_lock, pyplot, remove_stale_temporaries, save_png
 from ..timing import summary, time_interleaved
 from .configs import shipped_cfg
 
 __all__ = ['TrainSettings', 'compare', 'resolve_model', 'format_markdown']
 
 RESULT_FILES = ('compare.md', 'compare.csv', 'compare.png')
+# in OUT/runs/NAME, written when a killed training is resumed: after which epochs (1-based, as in results.csv)
+RESUMED_FILE = 'emo-resumed.json'
 
 
 @dataclass(frozen=True)
@@ -115,6 +121,38 @@ def _check_same_run(run: Path, checkpoint: dict, model: str, settings: TrainSett
         )
 
 
+def _refuse_a_removed_best(run: Path) -> None:
+    """A ``last.pt`` without its ``best.pt`` is refused: for a finished training Ultralytics would not resume but
+    start a new one with its own defaults (coco8.yaml, 100 epochs) in ./runs, and a resumed one may never write a
+    best.pt again (only an epoch better than the recorded best does)."""
+    last, best = run / 'weights' / 'last.pt', run / 'weights' / 'best.pt'
+    if last.is_file() and not best.is_file():
+        raise ValueError(
+            f'{best} is missing but its last.pt is there (removed, or a kill between Ultralytics writing the two): '
+            f'delete {run} to train that model again'
+        )
+
+
+def resumed_after(run: Path) -> List[int]:
+    """The epochs (1-based) after which the training in ``run`` was killed and resumed; [] for one in one go."""
+    path = run / RESUMED_FILE
+    if not path.is_file():
+        return []
+    try:
+        epochs = json.loads(path.read_text())['resumed_after_epochs']
+        if not isinstance(epochs, list) or not all(isinstance(e, int) and not isinstance(e, bool) for e in epochs):
+            raise TypeError
+    except (ValueError, KeyError, TypeError, OSError):
+        raise ValueError(f'{path} is unreadable: delete {run} to train that model again') from None
+    return epochs
+
+
+def _record_resume(run: Path, epoch: int) -> None:
+    epochs = resumed_after(run)
+    if epoch not in epochs:  # killed again before its first new checkpoint: the same resume
+        atomic_write_text(run / RESUMED_FILE, json.dumps({'resumed_after_epochs': [*epochs, epoch]}) + '\n')
+
+
 def _head_args(yolo: Any) -> dict:
     """``nms=False`` for a model with YOLO26's NMS-free (one-to-one) head, so it trains, validates and exports with
     that head, as Ultralytics 8.4.0 does by default and later 8.4 releases only with the flag; nothing for the
@@ -128,19 +166,23 @@ def train_one(name: str, model: str, settings: TrainSettings, runs: Path) -> Pat
 
     run = runs / name
     last, best = run / 'weights' / 'last.pt', run / 'weights' / 'best.pt'
+    _refuse_a_removed_best(run)
     if last.is_file():
         checkpoint = _checkpoint(last)
         _check_same_run(run, checkpoint, model, settings)
         epoch = checkpoint.get('epoch', -1)
         # -1: Ultralytics marks a finished training's checkpoints so; the last epoch saved but the final validation
         # killed leaves epoch = epochs - 1, which Ultralytics refuses to resume: its best.pt is final too
-        if (epoch == -1 or epoch + 1 >= settings.epochs) and best.is_file():
+        if epoch == -1 or epoch + 1 >= settings.epochs:
             print(f'{name}: trained already ({best})', flush=True)
             return best
-        print(f'{name}: resuming {last}', flush=True)
+        # recorded before Ultralytics resumes: from here on it is not the training of an uninterrupted run
+        _record_resume(run, epoch + 1)
+        print(f'{name}: resuming {last} after epoch {epoch + 1} of {settings.epochs} (marked as resumed)', flush=True)
         YOLO(str(last)).train(resume=True, device=settings.device, workers=settings.workers)
     else:
         print(f'{name}: training {model}', flush=True)
+        (run / RESUMED_FILE).unlink(missing_ok=True)  # a folder whose weights were deleted: a new training
         yolo = YOLO(model)
         yolo.train(
             **asdict(settings),
@@ -209,6 +251,14 @@ def time_onnx(rows: List[dict], imgsz: int, threads: int, runs: int, warmup: int
         row['latency_ratio'] = round(row['latency_ms'] / rows[0]['latency_ms'], 3)
 
 
+def _resumed_label(row: dict) -> str:
+    """``NAME``, or ``NAME (resumed after epoch 3)`` for a training that was killed and resumed."""
+    epochs = str(row.get('resumed_from_epoch') or '').split(';')
+    if epochs == ['']:
+        return row['model']
+    return f'{row["model"]} (resumed after epoch{"s" if len(epochs) > 1 else ""} {", ".join(epochs)})'
+
+
 def format_markdown(rows: List[dict], settings: TrainSettings, context: Dict[str, str]) -> str:
     lines = [
         f'Trained with Ultralytics {context["ultralytics"]} on `{settings.data}`: epochs {settings.epochs}, imgsz '
@@ -226,14 +276,22 @@ def format_markdown(rows: List[dict], settings: TrainSettings, context: Dict[str
     for r in rows:
         gflops = '-' if r['gflops'] is None else f'{r["gflops"]:.2f}'
         lines.append(
-            f'| {r["model"]} | {r["params"]:,} | {gflops} | {r["map50"]:.4f} | {r["map50_95"]:.4f} '
+            f'| {_resumed_label(r)} | {r["params"]:,} | {gflops} | {r["map50"]:.4f} | {r["map50_95"]:.4f} '
             f'| {r["latency_ms"]:.2f} | {r["latency_ratio"]:.2f} |'
         )
+    if any(r.get('resumed_from_epoch') for r in rows):
+        lines += [
+            '',
+            "Resumed: killed during training and resumed from its `last.pt` after that epoch (Ultralytics' "
+            '`resume`), which is not the training of an uninterrupted run (its losses and mAP need not be those of '
+            'one); `compare.csv` has the epoch in `resumed_from_epoch`. To compare like with like, delete its folder '
+            'in `runs/` and run the comparison again.',
+        ]
     return '\n'.join(lines) + '\n'
 
 
 def _format_csv(rows: List[dict]) -> str:
-    columns = ['model', 'params', 'gflops', 'map50', 'map50_95', 'latency_ms', 'latency_ratio']
+    columns = ['model', 'params', 'gflops', 'map50', 'map50_95', 'latency_ms', 'latency_ratio', 'resumed_from_epoch']
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, columns, extrasaction='ignore', lineterminator='\n')
     writer.writeheader()
@@ -246,7 +304,8 @@ def _plot(rows: List[dict], path: Path, title: str) -> None:
     figure, axes = plt.subplots(figsize=(7, 4.5))
     for r in rows:
         axes.scatter(r['latency_ms'], r['map50_95'])
-        axes.annotate(r['model'], (r['latency_ms'], r['map50_95']), textcoords='offset points', xytext=(4, 4))
+        label = f'{r["model"]} (resumed)' if r.get('resumed_from_epoch') else r['model']
+        axes.annotate(label, (r['latency_ms'], r['map50_95']), textcoords='offset points', xytext=(4, 4))
     axes.set_xlabel('ONNX Runtime latency, batch 1 (ms)')
     axes.set_ylabel('mAP50-95')
     axes.set_title(title, fontsize=9)
@@ -263,15 +322,19 @@ def compare(
     runs: int = 50,
     warmup: int = 5,
 ) -> List[dict]:
-    """Train, validate, export and time each of ``models``; write the table and plot into ``out_dir``."""
-    import ultralytics
+    """Train, validate, export and time each of ``models``; write the table and plot into ``out_dir``.
 
-    from ..benchmark.report import environment
-
+    ``out_dir`` is locked for the whole run (:func:`emo.files.folder_lock`): while another process compares into
+    it, this raises :class:`emo.files.FolderInUse` naming that process, before anything is written.
+    """
     if not models:
         raise ValueError('--models is empty: name two or more models, e.g. yolo11n,yolo11n-sppf-irmb')
     if settings.epochs < 1 or settings.batch < 1 or runs < 1:
         raise ValueError('--epochs, --batch and --runs must be at least 1')
+    if threads < 0:
+        raise ValueError(f"--threads must be 0 (ONNX Runtime's default) or more, got {threads}")
+    if warmup < 0:
+        raise ValueError(f'--warmup must be 0 or more, got {warmup}')
     if settings.imgsz < 32 or settings.imgsz % 32:  # Ultralytics would round it up, and then train at another size
         raise ValueError(f'--imgsz must be a multiple of 32, the largest stride of the models, got {settings.imgsz}')
     if settings.optimizer == 'auto':  # Ultralytics picks by release and run length, and records what it picked
@@ -281,12 +344,29 @@ def compare(
         raise ValueError(f'two models in {list(models)} have the same name; give each model once')
     settings = TrainSettings(**{**asdict(settings), 'data': _resolve_data(settings.data)})
     out_dir = Path(out_dir).resolve()  # Ultralytics puts a relative project under its own runs folder
-    out_dir.mkdir(parents=True, exist_ok=True)
+    with folder_lock(out_dir, 'emo yolo compare', option='--out-dir'):  # made here, before anything is written
+        return _compare_locked(resolved, settings, out_dir, threads, runs, warmup)
+
+
+def _compare_locked(
+    resolved: Dict[str, str], settings: TrainSettings, out_dir: Path, threads: int, runs: int, warmup: int
+) -> List[dict]:
+    import ultralytics
+
+    from ..benchmark.report import environment
+
+    runs_dir = out_dir / 'runs'
+    remove_stale_temporaries(out_dir, RESULT_FILES)  # ours alone: this run holds the folder
+    for name in resolved:
+        remove_stale_temporaries(runs_dir / name, [RESUMED_FILE])
+        _refuse_a_removed_best(runs_dir / name)  # every run folder checked before hours of training
 
     rows = []
     for name, model in resolved.items():
-        best = train_one(name, model, settings, out_dir / 'runs')
-        rows.append(evaluate_one(name, best, settings, out_dir))
+        best = train_one(name, model, settings, runs_dir)
+        row = evaluate_one(name, best, settings, out_dir)
+        row['resumed_from_epoch'] = ';'.join(str(e) for e in resumed_after(runs_dir / name))  # '': in one go
+        rows.append(row)
     time_onnx(rows, settings.imgsz, threads, runs, warmup)
 
     env = environment()
