@@ -116,8 +116,6 @@ def atomic_write(path: Union[str, Path], write: Callable[[IO[bytes]], None]) -> 
         with atomic_path(path) as tmp, open(tmp, 'wb') as f:
             f.write(data)
     except OSError as e:
-        if isinstance(e, WriteFailed):
-            raise
         try:
             free = f'{shutil.disk_usage(path.parent).free / 2**20:.1f} MiB free there'
         except OSError:
@@ -213,16 +211,18 @@ def folder_lock(folder: Union[str, Path], command: str, option: str = '--output'
     if folder.exists() and not folder.is_dir():
         raise FileExistsError(f'{option} {folder} is a file, not a folder: choose a folder')
     made = not folder.exists()
-    lock = folder / LOCK_FILE
+    lock, fd = folder / LOCK_FILE, None
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd = _locked(lock)
-    except FolderInUse:
-        raise
-    except OSError as e:
+        if fd is not None:
+            os.ftruncate(fd, 0)
+            os.write(fd, f'process {os.getpid()}: {command}\n'.encode())
+    except OSError as e:  # read-only, a full disk, a file-size limit: the run could not write its results either
+        _release(fd, lock, folder if made else None)
         raise WriteFailed(
-            f'{option} {folder} is not writable ({e.strerror or e}): nothing was written; choose a folder you can '
-            'write to'
+            f'{option} {folder} is not writable ({e.strerror or e}): nothing was written; free space or choose a '
+            'folder you can write to'
         ) from None
     if fd is None:
         try:
@@ -234,26 +234,25 @@ def folder_lock(folder: Union[str, Path], command: str, option: str = '--output'
         )
     ok = False
     try:
-        try:
-            os.ftruncate(fd, 0)
-            os.write(fd, f'process {os.getpid()}: {command}\n'.encode())
-        except OSError as e:  # a full disk or a file-size limit: the run could not write its results either
-            raise WriteFailed(
-                f'{option} {folder} is not writable ({e.strerror or e}): nothing was written; free space or '
-                'choose another folder'
-            ) from None
         yield lock
         ok = True
     finally:
+        _release(fd, lock, folder if made and not ok else None)
+
+
+def _release(fd: Union[int, None], lock: Path, made_folder: Union[Path, None]) -> None:
+    """Give up a lock :func:`folder_lock` took (``fd`` None: none was taken) and remove ``made_folder`` if it is
+    empty: what a run wrote stays."""
+    if fd is not None:
         # unlink before unlocking: a process that opens the name after this gets a new file (and _locked checks
         # that the file it locked is still the one named)
         lock.unlink(missing_ok=True)
         os.close(fd)
-        if made and not ok:
-            try:
-                folder.rmdir()  # only if empty: what a run wrote stays
-            except OSError:
-                pass
+    if made_folder is not None:
+        try:
+            made_folder.rmdir()
+        except OSError:
+            pass
 
 
 def _locked(lock: Path) -> Union[int, None]:

@@ -11,6 +11,8 @@ from ..weights import create_with_weights, read_checkpoint
 
 __all__ = ['load_classifier', 'open_rgb', 'predict_images']
 
+DEFAULT_MODEL = 'emo_2m'
+
 
 def load_classifier(model_name: Optional[str], weights: Optional[str] = None) -> torch.nn.Module:
     """A pretrained EMO in eval mode: from ``weights`` (any accepted checkpoint file) or the default source.
@@ -22,9 +24,6 @@ def load_classifier(model_name: Optional[str], weights: Optional[str] = None) ->
     model = create_with_weights(model_name or arch or DEFAULT_MODEL, weights if weights is not None else True).eval()
     model.class_names = class_names
     return model
-
-
-DEFAULT_MODEL = 'emo_2m'
 
 
 def _recorded(weights: Optional[str]) -> Tuple[Optional[str], Optional[List[str]]]:

@@ -17,7 +17,6 @@ OpenVINO runs f32 IRs in bf16 on CPUs with AVX512-BF16 or AMX unless told otherw
 f32 execution (``INFERENCE_PRECISION_HINT``), which is what the f32 checks and timings mean.
 """
 
-import hashlib
 import logging
 import os
 import random
@@ -32,6 +31,7 @@ import torch.nn as nn
 
 from ..files import fsync_file, scratch_folder
 from ..timing import time_interleaved
+from ..weights import file_sha256
 
 __all__ = [
     'CALIBRATION_LIMIT',
@@ -54,7 +54,6 @@ __all__ = [
     'read_ir',
     'read_record',
     'require_openvino',
-    'sha256_file',
     'weights_source',
 ]
 
@@ -139,15 +138,6 @@ def read_ir(path: PathLike):
         raise ValueError(f'{path} is not a readable OpenVINO IR ({first.strip()[:200]}); export it again') from e
 
 
-def sha256_file(path: PathLike) -> str:
-    """The hex sha256 of a file's bytes."""
-    sha = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''):
-            sha.update(chunk)
-    return sha.hexdigest()
-
-
 def weights_source(model: nn.Module, weights: Union[bool, PathLike]) -> Dict[str, str]:
     """What an IR of ``model`` records of its source, ``model`` built with ``weights`` as
     :func:`emo.weights.create_with_weights` builds it (False: random, True: the released ones, else a checkpoint
@@ -163,7 +153,7 @@ def weights_source(model: nn.Module, weights: Union[bool, PathLike]) -> Dict[str
         file = os.fspath(weights)
         source = {'arch': arch, 'weights': f'checkpoint {Path(file).name}'}
     if file and os.path.isfile(file):
-        source['checkpoint_sha256'] = sha256_file(file)
+        source['checkpoint_sha256'] = file_sha256(file)
     return source
 
 
@@ -198,7 +188,7 @@ def check_ir_source(record: Optional[Mapping[str, str]], ir: PathLike, checkpoin
             f'{ir} does not record what it was exported from (an IR of an older emo, or not of emo export), so it '
             f'cannot be matched with {checkpoint}: re-export it ({fix})'
         )
-    sha = sha256_file(checkpoint)
+    sha = file_sha256(checkpoint)
     if record.get('arch', '').split('.')[0] != arch or record.get('checkpoint_sha256') != sha:
         raise ValueError(
             f'{ir} was exported from {_describe(record)}, not from {arch} with checkpoint {checkpoint} '

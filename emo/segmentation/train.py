@@ -45,6 +45,7 @@ from ..training.runs import (
     run_loaders,
     save_checkpoints,
     seed_epoch,
+    trainable_everywhere,
     write_csv,
 )
 from .checkpoint import MODEL_KEYS, build_segmenter, read_run_checkpoint
@@ -332,18 +333,7 @@ def _train(
         for step, batch in enumerate(progress):
             skipped.add(batch.skipped)
             images, masks = batch.images, batch.targets
-            usable = images is not None and images.shape[0] >= min_batch
-            if not usable:
-                _logger.warning(
-                    'process %d: batch %d of epoch %d has fewer than %d readable sample(s); not trained on',
-                    env.rank,
-                    step,
-                    epoch + 1,
-                    min_batch,
-                )
-            if not env.all_true(usable):
-                # a step is taken by all processes together (the gradient exchange needs each): when one cannot,
-                # all skip it; the schedule still advances, as in an uninterrupted or resumed run
+            if not trainable_everywhere(env, images, min_batch, step, epoch, _logger, what='sample(s)'):
                 scheduler.step()
                 small_batches += 1
                 continue

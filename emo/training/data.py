@@ -200,8 +200,7 @@ class SkippedImages:
         return len(self.errors)
 
     def add(self, skipped: Iterable[Unreadable]) -> None:
-        for item in skipped:
-            item = Unreadable(printable(item.path), printable(item.error))
+        for item in skipped:  # printable already: every record is made by unreadable()
             if item.path not in self.errors:
                 self.errors[item.path] = item.error
                 _logger.warning('skipping unreadable image %s (%s)', item.path, item.error)
@@ -209,7 +208,7 @@ class SkippedImages:
     def update(self, paths: Iterable[str]) -> None:
         """Merge paths met by other processes (already warned about there)."""
         for path in paths:
-            self.errors.setdefault(printable(path), '')
+            self.errors.setdefault(path, '')
 
     def write(self, path: Path) -> None:
         """Write the sorted list to ``path``, or remove an earlier run's ``path`` when nothing was skipped."""

@@ -37,6 +37,7 @@ __all__ = [
     'restore_training',
     'epoch_progress',
     'gather_epoch',
+    'trainable_everywhere',
     'save_checkpoints',
     'restore_best',
     'TrainingDiverged',
@@ -167,6 +168,31 @@ def restore_training(state: dict, model: nn.Module, optimizer, scheduler, scaler
 
 def epoch_progress(loader: DataLoader, epoch: int, epochs: int, enabled: bool) -> tqdm:
     return tqdm(loader, desc=f'epoch {epoch + 1}/{epochs}', disable=not enabled, leave=True, dynamic_ncols=True)
+
+
+def trainable_everywhere(
+    env: Distributed,
+    images: Optional[torch.Tensor],
+    min_batch: int,
+    step: int,
+    epoch: int,
+    logger: logging.Logger,
+    what: str = 'image(s)',
+) -> bool:
+    """Whether every process's batch has at least ``min_batch`` readable samples (BatchNorm trains on two or more);
+    a process whose batch has fewer says so. A step is taken by all processes together (the gradient exchange needs
+    each): when one cannot, all skip it, and the caller advances the schedule as an uninterrupted run would."""
+    usable = images is not None and len(images) >= min_batch
+    if not usable:
+        logger.warning(
+            'process %d: batch %d of epoch %d has fewer than %d readable %s; not trained on',
+            env.rank,
+            step,
+            epoch + 1,
+            min_batch,
+            what,
+        )
+    return env.all_true(usable)
 
 
 def gather_epoch(env: Distributed, loss_sum: torch.Tensor, seen: int, skipped: SkippedImages) -> Tuple[float, int]:

@@ -62,6 +62,7 @@ from .runs import (
     run_loaders,
     save_checkpoints,
     seed_epoch,
+    trainable_everywhere,
     write_csv,
 )
 
@@ -344,18 +345,7 @@ def _train(
             images, targets = batch.images, batch.targets
             if images is not None and mixup is not None and len(images) % 2:  # timm's Mixup pairs the images
                 images, targets = (images[:-1], targets[:-1]) if len(images) > 1 else (None, None)
-            usable = images is not None and len(images) >= min_batch
-            if not usable:
-                _logger.warning(
-                    'process %d: batch %d of epoch %d has fewer than %d readable image(s); not trained on',
-                    env.rank,
-                    step,
-                    epoch + 1,
-                    min_batch,
-                )
-            if not env.all_true(usable):
-                # a step is taken by all processes together (the gradient exchange needs each): when one cannot,
-                # all skip it; the schedule still advances, as in an uninterrupted or resumed run
+            if not trainable_everywhere(env, images, min_batch, step, epoch, _logger):
                 num_updates += 1
                 scheduler.step_update(num_updates)
                 small_batches += 1

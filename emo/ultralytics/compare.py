@@ -166,8 +166,7 @@ def train_one(name: str, model: str, settings: TrainSettings, runs: Path) -> Pat
 
     run = runs / name
     last, best = run / 'weights' / 'last.pt', run / 'weights' / 'best.pt'
-    _refuse_a_removed_best(run)
-    if last.is_file():
+    if last.is_file():  # with its best.pt: compare() refused a last.pt without one before any training
         checkpoint = _checkpoint(last)
         _check_same_run(run, checkpoint, model, settings)
         epoch = checkpoint.get('epoch', -1)

@@ -2,7 +2,7 @@
 Hugging Face Hub folders (``emo convert``, ``emo push``), and what ``pretrained=True`` resolves to."""
 
 from .checkpoint import arch_of, check_matches_model, load_into, read_checkpoint, unwrap
-from .download import cached_path, digest_path, fetch_official, git_blob_sha1
+from .download import cached_path, digest_path, fetch_official, file_sha256, git_blob_sha1
 from .errors import CheckpointError, HubUploadError, WeightsUnavailableError
 from .hub_folder import HUB_FILES, convert_official, model_card, push_folder, write_hub_folder
 from .manifest import ReleasedWeights, hub_org, origin_url, released_weights
@@ -23,6 +23,7 @@ __all__ = [
     'digest_path',
     'fetch_official',
     'git_blob_sha1',
+    'file_sha256',
     'hub_org',
     'is_official_layout',
     'load_into',

@@ -70,12 +70,13 @@ def digest_path(path: Union[str, Path]) -> Path:
     return path.with_name(path.name + DIGEST_SUFFIX)
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Union[str, Path]) -> str:
+    """The hex sha256 of a file's bytes (the cache's digests, an OpenVINO IR's record of its checkpoint)."""
     return _hash_file(hashlib.sha256(), path)
 
 
 def _digest_line(path: Path, name: Optional[str] = None) -> bytes:
-    return f'{_sha256(path)}  {name or path.name}\n'.encode()
+    return f'{file_sha256(path)}  {name or path.name}\n'.encode()
 
 
 def _cache_problem(final: Path, variant: str) -> Optional[str]:
@@ -96,7 +97,7 @@ def _cache_problem(final: Path, variant: str) -> Optional[str]:
             return f'its digest file {sidecar.name} is not text or empty'
         if not re.fullmatch('[0-9a-f]{64}', recorded):
             return f'its digest file {sidecar.name} holds no sha256'
-        actual = _sha256(final)
+        actual = file_sha256(final)
         return None if actual == recorded else f'its sha256 is {actual}, not the {recorded} recorded when it was cached'
     with open(final, 'rb'):  # a permission error here, before read_checkpoint could call it unreadable weights
         pass
